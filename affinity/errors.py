@@ -1,0 +1,52 @@
+"""One exception hierarchy. The CLI turns any ``AffinityError`` into one line and exit code 2.
+
+A message names the offending key, file or parameter, the value given and what is allowed,
+because it is all the user will see.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AffinityError(Exception):
+    """Base of every error affinity raises on purpose (bad input, not bugs)."""
+
+
+class ConfigError(AffinityError, ValueError):
+    """An impossible hyperparameter or architecture field (raised at construction)."""
+
+
+class UnknownNameError(AffinityError, KeyError):
+    """A registry lookup failed (model, affinity, dataset, search space)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(AffinityError):
+    """A dataset path, file or array that is missing or not in the expected layout."""
+
+
+class SpaceError(AffinityError):
+    """A malformed search-space file: the message starts with the key path."""
+
+
+class StudyError(AffinityError):
+    """A study that cannot be opened, resumed or reported."""
+
+
+def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` registered names closest to ``name`` (for 'did you mean' lines)."""
+    choices = list(choices)
+    found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    if not found:
+        found = [c for c in choices if name.lower() in c.lower()][:n]
+    return found
+
+
+def check(condition: bool, param: str, value: object, allowed: str) -> None:
+    """Raise ``ConfigError`` naming ``param``, the ``value`` given and what is ``allowed``."""
+    if not condition:
+        raise ConfigError(f"{param}={value!r} is not allowed: {allowed}")

@@ -1,0 +1,94 @@
+"""The affinity protocol: one small base class every token mixer's affinity implements.
+
+Layout, declared once: values ``v`` and block input ``x`` are ``(B, C, H, W)``; tokens are
+the ``N = H·W`` positions in row-major order (token ``i = h·W + w``). A sequence with extra
+tokens (a class token) is carried as a ``1 × N`` map; only spatially agnostic affinities
+(attention, dense token affinities) accept such maps.
+
+An affinity ``A`` maps values to aggregated values, ``out[b, c, i] = Σ_j A[b, c, i, j] ·
+v[b, c, j] (+ offset[b, c, i])``. Two paths compute it:
+
+- ``forward(v, x=None)``: the fast path. It never builds an N×N matrix when a cheaper
+  equivalent exists (a shift is slicing, a depthwise conv is ``conv2d``, attention is
+  ``scaled_dot_product_attention``). ``x`` feeds dynamic affinities (``A(X)``); static
+  ones ignore it.
+- ``materialize(x)``: the explicit matrix, ``(B or 1, C or 1, N_out, N_in)``; a size-1
+  batch or channel dimension broadcasts (the affinity is shared). ``x`` supplies ``H, W``
+  (and the data, for dynamic affinities).
+
+``offset(x)`` is the affine part (ResMLP's token-FC bias), ``None`` for purely linear
+affinities. ``reference(v, x)`` computes the output from ``materialize`` with one einsum;
+the conformance tests prove ``forward == reference``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from affinity.registry import Registry
+
+AFFINITIES: Registry[type[Affinity]] = Registry("affinity")
+
+
+def register_affinity(name: str) -> Any:
+    """Class decorator: register an ``Affinity`` subclass under ``name`` (sets ``cls.name``)."""
+
+    def wrap(cls: type[Affinity]) -> type[Affinity]:
+        cls.name = name
+        return AFFINITIES.register(name, cls)
+
+    return wrap
+
+
+class Affinity(nn.Module, ABC):
+    """Base class of all affinities (see the module docstring for the protocol).
+
+    Subclasses take keyword-only constructor arguments: ``dim`` (channels of ``v``), ``hw``
+    (the input map's ``(H, W)``, required by affinities tied to a token count, ignored
+    otherwise) and their own hyperparameters, which they validate at construction,
+    raising ``ConfigError`` that names the parameter, the value and what is allowed.
+    """
+
+    name: ClassVar[str] = ""
+    #: True when the matrix depends on the input (``A(X)``), False for a static ``A``.
+    dynamic: ClassVar[bool] = False
+    #: Paper and equation, one line, shown by ``affinity affinities``.
+    paper: ClassVar[str] = ""
+
+    @abstractmethod
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        """Aggregate ``v`` (B, C, H, W) -> (B, C, H_out, W_out); usually H_out, W_out = H, W."""
+
+    @abstractmethod
+    def materialize(self, x: Tensor) -> Tensor:
+        """The explicit affinity, (B or 1, C or 1, N_out, N_in), for input ``x`` (B, C_x, H, W)."""
+
+    def offset(self, x: Tensor) -> Tensor | None:
+        """The additive term (B or 1, C or 1, N_out), or None when the affinity is linear."""
+        return None
+
+    def out_hw(self, h: int, w: int) -> tuple[int, int]:
+        """Spatial shape of the output for an (h, w) input."""
+        return h, w
+
+    def reference(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        """Slow exact path: ``einsum('bcij,bcj->bci', materialize(x), v)`` (+ offset)."""
+        x = v if x is None else x
+        a = self.materialize(x)
+        out = torch.einsum("bcij,bcj->bci", a.expand(v.shape[0], v.shape[1], -1, -1), v.flatten(2))
+        off = self.offset(x)
+        if off is not None:
+            out = out + off
+        return out.reshape(v.shape[0], v.shape[1], *self.out_hw(v.shape[2], v.shape[3]))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, dynamic={self.dynamic}"
+
+
+def create_affinity(name: str, **kwargs: Any) -> Affinity:
+    """Build the affinity registered as ``name`` with keyword arguments (dim, hw, ...)."""
+    return AFFINITIES.get(name)(**kwargs)

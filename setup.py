@@ -1,0 +1,46 @@
+"""affinity: every token mixer as one context aggregation (Container), exact and fast."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "affinity" / "__init__.py").read_text()).group(1)  # type: ignore[union-attr]
+
+setup(
+    name="affinity",
+    version=VERSION,
+    description="Token mixers of vision backbones as one context aggregation: profile, search, report.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # the shipped search spaces live at the top level (search_spaces/) and install as
+    # affinity.search_spaces, so `--space shifts.yaml` resolves after a non-editable install
+    packages=[*find_packages(include=["affinity", "affinity.*"]), "affinity.search_spaces"],
+    package_dir={"affinity.search_spaces": "search_spaces"},
+    package_data={"affinity": ["py.typed"], "affinity.search_spaces": ["*.yaml"]},
+    install_requires=[
+        "torch>=2.1",
+        "optuna>=3.5",
+        "click>=8.1",
+        "rich>=13",
+        "fvcore>=0.1.5",
+        "pandas>=2.0",
+        "pyyaml>=6.0",
+        # digits, the embedded default dataset, ships inside scikit-learn (no download)
+        "scikit-learn>=1.3",
+        # imagefolder datasets are read with Pillow
+        "pillow>=9",
+        # report and `affinity show` render PNGs headless
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
+    },
+    entry_points={"console_scripts": ["affinity=affinity.cli:main"]},
+)

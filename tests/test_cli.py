@@ -1,0 +1,44 @@
+"""The CLI group: instant help, version, and one line + exit 2 for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from affinity import __version__
+from affinity.cli import COMMANDS, cli
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in cli.list_commands(None):  # type: ignore[arg-type]
+        assert name in result.output
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help(name: str) -> None:
+    if name not in cli.list_commands(None):  # type: ignore[arg-type]
+        pytest.skip(f"command {name} not built yet")
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_help_does_not_import_torch() -> None:
+    code = (
+        "import sys; from affinity.cli import main; import contextlib\n"
+        "with contextlib.suppress(SystemExit): main(['--help'])\n"
+        "print('TORCH' if 'torch' in sys.modules or 'optuna' in sys.modules else 'LIGHT')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("LIGHT")
