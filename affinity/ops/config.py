@@ -1,0 +1,144 @@
+"""Mixers as data: the frozen configuration a ``ContextAggregation`` is built from.
+
+A search trial, a registered model and a YAML file all describe a token mixer with these
+two dataclasses; ``ContextAggregation.from_cfg(cfg, dim=..., hw=...)`` builds it. The dict
+form (``to_dict`` / ``from_dict``) is what YAML files hold.
+
+The mixer computes, in the (B, C, H, W) layout::
+
+    V = proj_in(x)                      # 1x1 (C->C) [-> norm] [-> act], or identity
+    parallel: U = Σ_b c_b · branch_b(V)  # c_b = α for dynamic branches, β for static ones
+    serial:   U = branch_k(...branch_1(V))
+    Y = proj_out(U)                     # [norm ->] 1x1 (C->C), or identity
+
+where ``branch_b(V) = act(proj(A_b(V, x)))`` (projection and activation optional), and the
+residual ``+ X`` is added by the block, not the mixer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from affinity.errors import ConfigError
+
+CONNECTIONS = ("parallel", "serial")
+#: sum: every branch weighted 1; fixed: α (dynamic) and β (static) as given; learnable:
+#: independent α, β learned (per block, or per head with ``coef_per_head``), initialised at
+#: the given values; convex: α = sigmoid(w), β = 1 − α, one w per block initialised at 0
+#: (Container's released code).
+COEFFICIENTS = ("sum", "fixed", "learnable", "convex")
+NORMS = ("groupnorm", "layernorm", "batchnorm", None)
+ACTIVATIONS = ("gelu", "relu", None)
+
+
+@dataclass(frozen=True)
+class BranchCfg:
+    """One branch: an affinity, then an optional 1x1 projection and activation.
+
+    Args:
+        affinity: a registered affinity name (``affinity affinities`` lists them).
+        params: the affinity's own hyperparameters (``shift_size``, ``heads``, ...).
+        proj: a per-branch 1x1 projection C->C with bias after the affinity (AS-MLP).
+        act: activation after the projection (or after the affinity when ``proj`` is off).
+    """
+
+    affinity: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    proj: bool = False
+    act: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"act={self.act!r} is not allowed: one of {ACTIVATIONS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"affinity": self.affinity, "params": dict(self.params), "proj": self.proj, "act": self.act}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "branch") -> BranchCfg:
+        return cls(**_fields(cls, data, where))
+
+
+@dataclass(frozen=True)
+class MixerCfg:
+    """A context aggregation: branches, how they combine, and the projections around them.
+
+    Args:
+        branches: one or more ``BranchCfg``.
+        connection: ``parallel`` (weighted sum) or ``serial`` (each branch feeds the next).
+        coefficients: ``sum`` | ``fixed`` | ``learnable`` | ``convex`` (see ``COEFFICIENTS``).
+        alpha: coefficient of dynamic branches (fixed value, or learnable initial value).
+        beta: coefficient of static branches.
+        coef_per_head: learnable coefficients per head rather than per block.
+        proj_in: ``V = x·W_v`` as a 1x1 projection C->C; off: ``V = x``.
+        proj_in_norm: norm after the input projection (AS-MLP: ``groupnorm``).
+        proj_in_act: activation after it (AS-MLP, S2-MLP: ``gelu``).
+        proj_out: the output projection ``W`` (1x1, C->C); off: identity.
+        proj_out_norm: norm before the output projection (AS-MLP: ``groupnorm``).
+        proj_bias: biases on the 1x1 projections.
+    """
+
+    branches: tuple[BranchCfg, ...]
+    connection: str = "parallel"
+    coefficients: str = "sum"
+    alpha: float = 1.0
+    beta: float = 1.0
+    coef_per_head: bool = False
+    proj_in: bool = True
+    proj_in_norm: str | None = None
+    proj_in_act: str | None = None
+    proj_out: bool = True
+    proj_out_norm: str | None = None
+    proj_bias: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.branches:
+            raise ConfigError("branches=[] is not allowed: a mixer needs at least one branch")
+        checks = (
+            ("connection", self.connection, CONNECTIONS),
+            ("coefficients", self.coefficients, COEFFICIENTS),
+            ("proj_in_norm", self.proj_in_norm, NORMS),
+            ("proj_out_norm", self.proj_out_norm, NORMS),
+            ("proj_in_act", self.proj_in_act, ACTIVATIONS),
+        )
+        for name, value, allowed in checks:
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not allowed: one of {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["branches"] = [b.to_dict() for b in self.branches]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "mixer") -> MixerCfg:
+        kwargs = _fields(cls, data, where)
+        branches = kwargs.get("branches")
+        if not isinstance(branches, (list, tuple)):
+            raise ConfigError(f"{where}.branches={branches!r} is not allowed: a list of branches")
+        kwargs["branches"] = tuple(
+            b
+            if isinstance(b, BranchCfg)
+            else BranchCfg.from_dict(_mapping(b, f"{where}.branches[{i}]"), f"{where}.branches[{i}]")
+            for i, b in enumerate(branches)
+        )
+        return cls(**kwargs)
+
+
+def _mapping(data: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}={data!r} is not allowed: a mapping")
+    return data
+
+
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """Keyword arguments of dataclass ``cls`` from ``data``; unknown keys name their path."""
+    data = _mapping(data, where)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}.{key} is not a known key: allowed {sorted(known)}")
+    return dict(data)
