@@ -1,0 +1,86 @@
+"""``affinity show``: draw what a mixer aggregates (receptive fields) and its learned weights."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("show")
+@click.argument("target", required=False, metavar="MODEL|CONFIG.yaml|CHECKPOINT")
+@click.option("--layer", default=None, help="Mixer index (0 = first, -1 = last) or module name; default 0.")
+@click.option("--query", default=None, metavar="ROW,COL", help="Output token to explain; default the centre.")
+@click.option(
+    "--out",
+    "out_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="PNG to write; default show_<target>_<layer>.png (or compare.png).",
+)
+@click.option("--img-size", type=int, default=None, help="Input size (default: the model's or checkpoint's).")
+@click.option(
+    "--compare",
+    default=None,
+    metavar="OP,OP,...",
+    help="Draw several operators' receptive fields side by side instead, e.g. "
+    "dwconv,axial_shift,spatial_shift,attention,token_mlp (NAME:KEY=VALUE overrides a parameter).",
+)
+@click.option("--grid", default=14, show_default=True, help="Token grid side for --compare.")
+def command(
+    target: str | None,
+    layer: str | None,
+    query: str | None,
+    out_file: str | None,
+    img_size: int | None,
+    compare: str | None,
+    grid: int,
+) -> None:
+    """Draw, for one query token, the weights each affinity of a layer aggregates from (one
+    panel per head or channel group), computed from the affinities themselves; and learned
+    static weights (token-MLP hidden units over the token grid, dwconv kernels) as tiles.
+
+    With --compare, draw several operators' receptive fields on one grid instead.
+    """
+    from pathlib import Path
+
+    from affinity.errors import ConfigError
+    from affinity.report import pictures
+    from affinity.report.fields import compare_fields, parse_query
+
+    if compare is not None:
+        if target is not None:
+            raise ConfigError(
+                f"{target!r} with --compare is not allowed: --compare draws operators, not a model"
+            )
+        if grid < 3:
+            raise ConfigError(f"--grid={grid} is not allowed: at least 3")
+        specs = [s for s in compare.split(",") if s.strip()]
+        if not specs:
+            raise ConfigError(f"--compare={compare!r} is not allowed: a comma-separated list of affinities")
+        q = parse_query(query, (grid, grid))
+        fields = compare_fields(specs, hw=(grid, grid), query=q)
+        fig = pictures.plot_compare(
+            fields, f"receptive field of token ({q[0]}, {q[1]}) on a {grid}×{grid} grid"
+        )
+        out = Path(out_file or "compare.png")
+        pictures.save_png(fig, out)
+        click.echo(f"{out}: " + "; ".join(f"{f.title}: {int(f.support.sum())} tokens" for f in fields))
+        return
+    if target is None:
+        raise ConfigError("MODEL|CONFIG.yaml|CHECKPOINT is missing: give one, or use --compare OP,OP,...")
+
+    from affinity.report.layers import layer_fields, load_model
+
+    model, label, size, in_chans = load_model(target, img_size)
+    data = layer_fields(model, layer=layer, img_size=size, in_chans=in_chans, query=query)
+    stem = Path(out_file) if out_file else Path(f"show_{label}_{data.layer.replace('.', '_')}.png")
+    title = (
+        f"{label} @ {size}px, mixer {data.layer} ({data.hw[0]}×{data.hw[1]} tokens): weights aggregated "
+        f"by token {data.fields[0].query if data.fields else ''}\n{data.note}"
+    )
+    written = [stem]
+    pictures.save_png(pictures.plot_fields(data.fields, title), stem)
+    for i, tiles in enumerate(data.tiles):
+        path = stem.with_name(f"{stem.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
+        pictures.save_png(pictures.plot_tiles(tiles), path)
+        written.append(path)
+    click.echo("\n".join(str(p) for p in written))

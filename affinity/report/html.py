@@ -1,0 +1,168 @@
+"""A study's report as ONE self-contained HTML file: no network, no scripts, no external CSS;
+every picture is embedded as a base64 PNG ``data:`` URI (and also written beside it)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from affinity.report.study import StudyReport
+
+__all__ = ["Image", "render_html", "write_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.8em}th,td{border:1px solid #ddd;padding:2px 6px;text-align:right}
+th{background:#f4f4f4;position:sticky;top:0}tr.front td{background:#fdecea}
+.scroll{max-height:32em;overflow:auto}.note{color:#666;font-style:italic}
+figure{display:inline-block;margin:.5em}img{max-width:100%}pre{background:#f7f7f7;padding:.6em;font-size:.8em}
+"""
+
+
+@dataclass
+class Image:
+    """One picture of the report.
+
+    Args:
+        section: ``pareto`` | ``importances`` | ``params``.
+        filename: the PNG written beside the report.
+        caption: one line under the picture.
+        png: the PNG bytes.
+    """
+
+    section: str
+    filename: str
+    caption: str
+    png: bytes
+
+
+def _img(image: Image) -> str:
+    data = base64.b64encode(image.png).decode("ascii")
+    alt, file = html.escape(image.caption, quote=True), html.escape(image.filename, quote=True)
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{alt}" data-file="{file}">'
+        f"<figcaption>{html.escape(image.caption)}</figcaption></figure>"
+    )
+
+
+def _leaderboard_table(report: StudyReport) -> str:
+    board = report.leaderboard
+    front = set(report.points.loc[report.points["front"], "number"].tolist())
+    num_col = next(c for c in ("number", "trial") if c in board.columns)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in board.columns)
+    rows = []
+    for rec in board.itertuples(index=False):
+        values = dict(zip(board.columns, rec))
+        number = int(values[num_col])
+        cls = ' class="front"' if number in front else ""
+        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in rec)
+        rows.append(f'<tr id="trial-{number}"{cls}>{cells}</tr>')
+    body = "".join(rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return ""
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def render_html(report: StudyReport, images: list[Image]) -> str:
+    """The report page for ``report`` with ``images`` embedded."""
+    by_section: dict[str, list[Image]] = {}
+    for im in images:
+        by_section.setdefault(im.section, []).append(im)
+    esc = html.escape
+    n_front = int(report.points["front"].sum())
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>affinity report: {esc(report.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>affinity report: {esc(report.name)}</h1>",
+        f"<p>{len(report.leaderboard)} trials; objectives: {esc(', '.join(report.directions))}; "
+        f"{n_front} on the Pareto front (val accuracy up, GFLOPs down). FLOPs are fvcore's: "
+        "one multiply-add counts as one FLOP.</p>",
+        "<h2>Pareto front</h2>",
+        *(_img(im) for im in by_section.get("pareto", [])),
+    ]
+    if not by_section.get("pareto"):
+        parts.append('<p class="note">no finished trial has both a val accuracy and GFLOPs</p>')
+    parts.append("<h2>Leaderboard</h2>")
+    parts.append('<p class="note">Rows of the Pareto front are shaded.</p>')
+    parts.append(_leaderboard_table(report))
+    parts.append("<h2>Parameter importances</h2>")
+    parts.extend(_img(im) for im in by_section.get("importances", []))
+    if report.importance_note:
+        parts.append(f'<p class="note">{esc(report.importance_note)}</p>')
+    parts.append("<h2>Val accuracy per searched parameter</h2>")
+    parts.extend(_img(im) for im in by_section.get("params", []))
+    if not by_section.get("params"):
+        parts.append('<p class="note">no finished trial with searched parameters</p>')
+    parts.append("<h2>Configurations on the front</h2>")
+    for number, text in report.front_configs:
+        parts.append(f"<h3>trial #{number}</h3><pre>{esc(text)}</pre>")
+    if not report.front_configs:
+        parts.append('<p class="note">the front is empty</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[Path]]:
+    """Draw every picture, write each PNG and ``report.html`` into ``out_dir``.
+
+    Returns:
+        The HTML path and the PNG paths, in the order they appear in the page.
+    """
+    from affinity.report import pictures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[Image] = []
+    if len(report.points):
+        images.append(
+            Image(
+                "pareto",
+                "pareto.png",
+                "val accuracy vs GFLOPs; the front in red, labelled by trial",
+                pictures.png_bytes(pictures.plot_pareto(report)),
+            )
+        )
+    if report.importances:
+        images.append(
+            Image(
+                "importances",
+                "importances.png",
+                "fANOVA importance of each parameter for val accuracy",
+                pictures.png_bytes(pictures.plot_importances(report)),
+            )
+        )
+    for s in report.params:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in s.name)
+        images.append(
+            Image(
+                "params",
+                f"param_{safe}.png",
+                f"val accuracy vs {s.name}",
+                pictures.png_bytes(pictures.plot_param(s, report.name)),
+            )
+        )
+    paths = []
+    for im in images:
+        path = out / im.filename
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(im.png)
+        tmp.replace(path)
+        paths.append(path)
+    page = out / "report.html"
+    tmp = page.with_name("report.html.tmp")
+    tmp.write_text(render_html(report, images), encoding="utf-8")
+    tmp.replace(page)
+    return page, paths

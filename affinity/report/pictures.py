@@ -1,0 +1,224 @@
+"""Rendering only: matplotlib figures of the data computed in ``study`` and ``fields``.
+
+Figures are built with ``matplotlib.figure.Figure`` on the Agg canvas, never ``pyplot``: no
+display, no global state, safe in worker processes and on headless machines.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from affinity.report.fields import Field, Tiles
+    from affinity.report.study import ParamSeries, StudyReport
+
+__all__ = [
+    "plot_compare",
+    "plot_fields",
+    "plot_importances",
+    "plot_param",
+    "plot_pareto",
+    "plot_tiles",
+    "png_bytes",
+    "save_png",
+]
+
+FRONT_COLOR = "#d62728"
+OTHER_COLOR = "#7f7f7f"
+
+
+def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> bytes:
+    """Write the figure to ``path`` as PNG (written whole, then renamed); return the bytes."""
+    data = png_bytes(fig, dpi)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# study
+
+
+def plot_pareto(report: StudyReport) -> Figure:
+    """Val accuracy against GFLOPs; the Pareto front joined, highlighted and labelled."""
+    fig = Figure(figsize=(7.0, 4.8))
+    ax = fig.add_subplot()
+    pts = report.points
+    rest, front = pts[~pts["front"]], pts[pts["front"]].sort_values("gflops")
+    ax.scatter(rest["gflops"], rest["accuracy"], s=28, color=OTHER_COLOR, alpha=0.7, label="trials")
+    ax.step(front["gflops"], front["accuracy"], where="post", color=FRONT_COLOR, lw=1.2, alpha=0.6)
+    ax.scatter(
+        front["gflops"],
+        front["accuracy"],
+        s=60,
+        color=FRONT_COLOR,
+        edgecolor="black",
+        zorder=3,
+        label=f"Pareto front ({len(front)})",
+    )
+    for _, row in front.iterrows():
+        ax.annotate(
+            f"#{int(row['number'])}",
+            (row["gflops"], row["accuracy"]),
+            xytext=(5, 5),
+            textcoords="offset points",
+            fontsize=8,
+            color=FRONT_COLOR,
+        )
+    ax.set_xlabel("GFLOPs (fvcore: one multiply-add = one FLOP)")
+    ax.set_ylabel("val accuracy")
+    ax.set_title(f"{report.name}: val accuracy vs GFLOPs, {len(pts)} trials")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_importances(report: StudyReport) -> Figure:
+    """Horizontal bars of Optuna's fANOVA importances for val accuracy."""
+    items = sorted(report.importances.items(), key=lambda kv: kv[1])
+    fig = Figure(figsize=(6.5, 0.45 * len(items) + 1.4))
+    ax = fig.add_subplot()
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#1f77b4")
+    for i, (_, v) in enumerate(items):
+        ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(1.0, max(v for _, v in items) * 1.15))
+    ax.set_xlabel("importance for val accuracy (fANOVA, normalised)")
+    ax.set_title(f"{report.name}: parameter importances")
+    return fig
+
+
+def plot_param(series: ParamSeries, name: str = "") -> Figure:
+    """Val accuracy against one parameter: strip + box for categorical, scatter for numeric."""
+    fig = Figure(figsize=(5.0, 3.6))
+    ax = fig.add_subplot()
+    acc = np.asarray(series.accuracy, dtype=float)
+    if series.kind == "categorical":
+        present = [c for c in series.choices if any(v == c for v in series.values)]
+        present += [v for v in dict.fromkeys(series.values) if v not in present]
+        groups = [acc[[v == c for v in series.values]] for c in present]
+        ax.boxplot(groups, positions=range(len(present)), widths=0.5, showfliers=False)
+        jitter = np.random.default_rng(0)
+        for i, g in enumerate(groups):
+            ax.scatter(
+                i + jitter.uniform(-0.12, 0.12, len(g)), g, s=18, alpha=0.75, color="#1f77b4", zorder=3
+            )
+        ax.set_xticks(range(len(present)), [str(c) for c in present])
+    else:
+        ax.scatter(np.asarray(series.values, dtype=float), acc, s=22, alpha=0.8, color="#1f77b4")
+        if series.log:
+            ax.set_xscale("log")
+    ax.set_xlabel(series.name + (" (log scale)" if series.log else ""))
+    ax.set_ylabel("val accuracy")
+    ax.set_title(
+        f"{name + ': ' if name else ''}val accuracy vs {series.name} ({len(acc)} trials)", fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# affinities
+
+
+def _mark_query(ax: Axes, query: tuple[int, int]) -> None:
+    r, c = query
+    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.6))
+
+
+def _grid(ax: Axes, h: int, w: int) -> None:
+    ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
+    ax.grid(which="minor", color="#cccccc", lw=0.4)
+    ax.tick_params(which="both", length=0, labelsize=6)
+    ax.set_xticks([0, w - 1])
+    ax.set_yticks([0, h - 1])
+
+
+def _show_map(ax: Axes, m: np.ndarray, query: tuple[int, int] | None, title: str) -> None:
+    lim = float(np.abs(m).max()) or 1.0
+    if (m >= 0).all():
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=lim, interpolation="nearest")
+    else:
+        ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+    _grid(ax, *m.shape)
+    if query is not None:
+        _mark_query(ax, query)
+    ax.set_title(title, fontsize=7)
+
+
+def plot_fields(fields: Sequence[Field], title: str, max_cols: int = 8) -> Figure:
+    """One row per field (affinity), one panel per channel group, the query boxed in red.
+
+    Weights use a sequential map when all are >= 0 (shifts, softmax) and a diverging one
+    centred at zero otherwise (learned weights).
+    """
+    ncols = min(max_cols, max(len(f.maps) for f in fields))
+    fig = Figure(figsize=(1.7 * ncols + 0.4, 1.95 * len(fields) + 0.6))
+    axes = fig.subplots(len(fields), ncols, squeeze=False)
+    for row, f in zip(axes, fields):
+        for j, ax in enumerate(row):
+            if j >= len(f.maps):
+                ax.set_axis_off()
+                continue
+            _show_map(ax, f.maps[j], f.query, f.labels[j])
+        row[0].set_ylabel(f.title + (f"\n({f.note})" if f.note else ""), fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_compare(fields: Sequence[Field], title: str) -> Figure:
+    """Operators side by side: each panel is the union over channel groups and branches of
+    the weights the query takes (the receptive field), the query boxed in red."""
+    fig = Figure(figsize=(2.5 * len(fields) + 0.4, 3.2))
+    axes = fig.subplots(1, len(fields), squeeze=False)[0]
+    for ax, f in zip(axes, fields):
+        union = f.union
+        ax.imshow(union > 0, cmap="Blues", vmin=0, vmax=1.25, interpolation="nearest")
+        _grid(ax, *union.shape)
+        _mark_query(ax, f.query)
+        ax.set_title(f"{f.title}\n{int((union > 0).sum())} tokens", fontsize=8)
+        if f.note:
+            ax.set_xlabel(f.note, fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_tiles(tiles: Tiles, max_tiles: int = 64) -> Figure:
+    """Learned weights as tiles, each on its own symmetric colour scale (MLP-Mixer fig. 10)."""
+    k = min(max_tiles, len(tiles.tiles))
+    ncols = min(16, k)
+    nrows = math.ceil(k / ncols)
+    fig = Figure(figsize=(0.9 * ncols + 0.3, 0.95 * nrows + 0.8))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < k:
+            t = tiles.tiles[i]
+            lim = float(np.abs(t).max()) or 1.0
+            ax.imshow(t, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set_title(tiles.labels[i], fontsize=5, pad=1.5)
+    shown = f" (first {k} of {len(tiles.tiles)})" if k < len(tiles.tiles) else ""
+    fig.suptitle(f"{tiles.title}{shown}\n{tiles.note}", fontsize=8)
+    return fig

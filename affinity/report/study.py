@@ -1,0 +1,271 @@
+"""The data behind a study's report: leaderboard, front, importances, accuracy per parameter.
+
+``collect(study)`` returns a ``StudyReport`` holding only data (a DataFrame, dicts, lists);
+``affinity.report.pictures`` draws it and ``affinity.report.html`` lays it out. The
+leaderboard and the Pareto ranks are the search's own (``affinity.search.leaderboard``), so
+the report and ``affinity leaderboard`` never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from affinity.errors import StudyError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+__all__ = ["ParamSeries", "StudyReport", "collect", "importances", "param_series"]
+
+#: Fewer finished trials than this and Optuna's fANOVA importances mean nothing.
+MIN_TRIALS_FOR_IMPORTANCE = 3
+
+
+@dataclass
+class ParamSeries:
+    """Val accuracy against one searched parameter, over the finished trials that have it.
+
+    Args:
+        name: the parameter.
+        kind: ``categorical`` or ``numeric``.
+        values: the parameter's value per trial.
+        accuracy: the val accuracy per trial.
+        trials: the trial numbers.
+        log: numeric parameter searched on a log scale.
+        choices: a categorical parameter's choices, in the space's order.
+    """
+
+    name: str
+    kind: str
+    values: list[Any]
+    accuracy: list[float]
+    trials: list[int]
+    log: bool = False
+    choices: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class StudyReport:
+    """Everything the report shows, as data.
+
+    Args:
+        name: the study.
+        directions: Optuna's directions (``maximize`` accuracy, then ``minimize`` GFLOPs).
+        leaderboard: one row per trial (the search's leaderboard).
+        points: per finished trial with both figures: ``number``, ``accuracy``, ``gflops``,
+            ``front`` (on the Pareto front).
+        importances: parameter -> importance for val accuracy (empty when not computable).
+        importance_note: why importances are missing or partial.
+        params: accuracy per searched parameter.
+        front_configs: ``(trial number, YAML text)`` per trial on the front.
+        accuracy_col, gflops_col: the leaderboard columns plotted.
+    """
+
+    name: str
+    directions: list[str]
+    leaderboard: pd.DataFrame
+    points: pd.DataFrame
+    importances: dict[str, float]
+    importance_note: str
+    params: list[ParamSeries]
+    front_configs: list[tuple[int, str]]
+    accuracy_col: str = "val_acc"
+    gflops_col: str = "gflops"
+
+
+def _accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
+    """Val accuracy of a finished trial: the first objective (the search maximises it first)."""
+    if trial.values is None or not trial.values:
+        return None
+    return float(trial.values[0])
+
+
+def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
+    """Optuna's fANOVA importances of each parameter for val accuracy, and a note.
+
+    Too few finished trials, or parameters that never changed, give a note instead of an
+    error: importances need variation to explain.
+    """
+    import optuna
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if _accuracy(t) is not None
+    ]
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (
+            f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished trials; "
+            f"this study has {len(done)}"
+        )
+    in_all = set.intersection(*(set(t.params) for t in done))
+    varied = sorted(p for p in in_all if len({repr(t.params[p]) for t in done}) > 1)
+    notes = []
+    constant = sorted(in_all - set(varied))
+    if constant:
+        notes.append("took one value only (no importance): " + ", ".join(constant))
+    conditional = sorted(set().union(*(t.params for t in done)) - in_all)
+    if conditional:
+        notes.append("not in every trial (conditional, left out): " + ", ".join(conditional))
+    if not varied:
+        return {}, "; ".join(["no parameter varied across the finished trials", *notes])
+    if len({_accuracy(t) for t in done}) == 1:
+        return {}, "; ".join(["every finished trial has the same val accuracy: nothing to explain", *notes])
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=evaluator, params=varied, target=_accuracy_target, normalize=True
+        )
+    except (ValueError, RuntimeError) as exc:  # Optuna's own "cannot evaluate" cases
+        return {}, "; ".join([f"Optuna could not compute importances: {exc}", *notes])
+    return {k: float(v) for k, v in imp.items()}, "; ".join(notes)
+
+
+def _accuracy_target(trial: optuna.trial.FrozenTrial) -> float:
+    acc = _accuracy(trial)
+    return float("nan") if acc is None else acc
+
+
+def param_series(study: optuna.Study) -> list[ParamSeries]:
+    """Val accuracy against each searched parameter (finished trials only), by parameter name."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    series: dict[str, ParamSeries] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        acc = _accuracy(t)
+        if acc is None:
+            continue
+        for name, value in t.params.items():
+            dist = t.distributions[name]
+            if name not in series:
+                if isinstance(dist, CategoricalDistribution):
+                    series[name] = ParamSeries(name, "categorical", [], [], [], choices=list(dist.choices))
+                else:
+                    log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
+                    series[name] = ParamSeries(name, "numeric", [], [], [], log=log)
+            s = series[name]
+            s.values.append(value)
+            s.accuracy.append(acc)
+            s.trials.append(t.number)
+    return [series[k] for k in sorted(series)]
+
+
+def _config_yaml(trial: optuna.trial.FrozenTrial) -> str:
+    """The trial's model configuration as YAML (the search stores it), else its parameters."""
+    for key in ("config", "model_cfg", "model"):
+        cfg = trial.user_attrs.get(key)
+        if isinstance(cfg, dict):
+            return yaml.safe_dump(cfg, sort_keys=False)
+        if isinstance(cfg, str) and cfg.strip():
+            return cfg if cfg.endswith("\n") else cfg + "\n"
+    return yaml.safe_dump({"trial": trial.number, "params": dict(trial.params)}, sort_keys=False)
+
+
+def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> StudyReport:
+    """Gather the report's data from ``study``.
+
+    Args:
+        study: an Optuna study written by ``affinity search`` (or any study whose first
+            objective is val accuracy; GFLOPs is its second objective or the ``gflops``
+            user attribute).
+        leaderboard: the search's leaderboard of ``study``; built with
+            ``affinity.search.leaderboard.build_leaderboard`` when omitted.
+    """
+    import pandas as pd
+
+    if not study.trials:
+        raise StudyError(f"study {study.study_name!r} has no trials yet: nothing to report")
+    if leaderboard is None:
+        from affinity.search.leaderboard import build_leaderboard
+
+        leaderboard = build_leaderboard(study)
+    directions = [d.name.lower() for d in study.directions]
+    acc_col, gf_col, front_col, num_col = _columns(leaderboard)
+    rows = leaderboard[[num_col, acc_col, gf_col, front_col]].dropna(subset=[acc_col, gf_col])
+    points = pd.DataFrame(
+        {
+            "number": rows[num_col].astype(int).to_numpy(),
+            "accuracy": rows[acc_col].astype(float).to_numpy(),
+            "gflops": rows[gf_col].astype(float).to_numpy(),
+            "front": (rows[front_col] == 1).to_numpy(),
+        }
+    )
+    by_number = {t.number: t for t in study.trials}
+    front_numbers = points.loc[points["front"], "number"].tolist()
+    front_configs = [(int(n), _config_yaml(by_number[int(n)])) for n in front_numbers]
+    imp, note = importances(study)
+    return StudyReport(
+        name=study.study_name,
+        directions=directions,
+        leaderboard=leaderboard,
+        points=points,
+        importances=imp,
+        importance_note=note,
+        params=param_series(study),
+        front_configs=front_configs,
+        accuracy_col=acc_col,
+        gflops_col=gf_col,
+    )
+
+
+def _columns(board: pd.DataFrame) -> tuple[str, str, str, str]:
+    """The leaderboard's accuracy, GFLOPs, Pareto-rank and trial-number columns."""
+
+    def pick(what: str, *names: str) -> str:
+        for n in names:
+            if n in board.columns:
+                return n
+        raise StudyError(f"the leaderboard has no {what} column (looked for {', '.join(names)})")
+
+    return (
+        pick("val accuracy", "val_acc", "val_accuracy", "accuracy"),
+        pick("GFLOPs", "gflops", "GFLOPs"),
+        pick("Pareto rank", "pareto_rank", "rank"),
+        pick("trial number", "number", "trial"),
+    )
+
+
+def open_study(name: str, storage: str | None = None) -> optuna.Study:
+    """Load study ``name`` from ``storage`` (default: the search's journal under results/).
+
+    A missing storage or an unknown study is a ``StudyError`` naming it and what exists.
+    """
+    import optuna
+
+    storage_obj = _storage(name, storage)
+    try:
+        return optuna.load_study(study_name=name, storage=storage_obj)
+    except KeyError:
+        known = optuna.get_all_study_names(storage_obj)
+        where = storage or f"results/{name}/journal.log"
+        raise StudyError(
+            f"study {name!r} is not in {where} (studies there: {', '.join(known) or 'none'})"
+        ) from None
+
+
+def _storage(name: str, storage: str | None) -> Any:
+    from pathlib import Path
+
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if storage is None or "://" not in storage:
+        path = Path(storage) if storage else Path("results") / name / "journal.log"
+        if not path.is_file():
+            raise StudyError(
+                f"study {name!r}: no storage at {path} (run `affinity search` first, or pass --storage URL)"
+            )
+        return JournalStorage(JournalFileBackend(str(path)))
+    if storage.startswith("sqlite:///"):
+        path = Path(storage.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise StudyError(f"--storage={storage!r}: the database file {path} does not exist")
+    try:
+        return optuna.storages.get_storage(storage)
+    except Exception as exc:  # a bad URL or an unreachable server: the user's input, not a bug
+        raise StudyError(f"--storage={storage!r} cannot be opened: {exc}") from None
