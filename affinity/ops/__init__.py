@@ -1,7 +1,12 @@
-"""Affinities and the context aggregation built from them (never imports affinity.models)."""
+"""Affinities and the context aggregation built from them (never imports affinity.models).
+
+Importing this package registers every affinity (``AFFINITIES.names()``).
+"""
 
 from __future__ import annotations
 
+from affinity.ops import conv, shift  # noqa: F401  (registration)
 from affinity.ops.base import AFFINITIES, Affinity, create_affinity, register_affinity
+from affinity.ops.config import BranchCfg, MixerCfg
 
-__all__ = ["AFFINITIES", "Affinity", "create_affinity", "register_affinity"]
+__all__ = ["AFFINITIES", "Affinity", "BranchCfg", "MixerCfg", "create_affinity", "register_affinity"]

@@ -1,0 +1,115 @@
+"""Helpers shared by the affinities: hyperparameter checks, padding modes, channel groups."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from affinity.errors import ConfigError, check
+
+#: Padding modes for shifts and convolutions, named as ``F.pad`` names them (``zero`` is
+#: ``F.pad``'s ``constant`` with value 0).
+PADDINGS = ("zero", "circular", "reflect", "replicate")
+
+
+def check_int(param: str, value: object, minimum: int, allowed: str | None = None) -> int:
+    """``value`` as an int ≥ ``minimum``; else ConfigError naming ``param``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    check(ok, param, value, allowed or f"an integer >= {minimum}")
+    return int(value)  # type: ignore[call-overload]
+
+
+def check_choice(param: str, value: object, choices: tuple[str, ...]) -> str:
+    check(value in choices, param, value, f"one of {', '.join(choices)}")
+    return str(value)
+
+
+def check_hw(hw: object, param: str = "hw") -> tuple[int, int] | None:
+    """``None`` or a pair of positive ints (the map's H, W)."""
+    if hw is None:
+        return None
+    ok = (
+        isinstance(hw, (tuple, list))
+        and len(hw) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in hw)
+    )
+    check(ok, param, hw, "a pair (H, W) of positive integers")
+    return int(hw[0]), int(hw[1])  # type: ignore[index]
+
+
+def check_map(v: Tensor, dim: int, name: str) -> None:
+    """A (B, dim, H, W) tensor, else ConfigError naming the affinity and the shape."""
+    if v.dim() != 4 or v.shape[1] != dim:
+        raise ConfigError(f"{name}: input shape {tuple(v.shape)} is not allowed: expected (B, {dim}, H, W)")
+
+
+def source_index(i: Tensor, shift: int, size: int, padding: str) -> Tensor:
+    """Where output position ``i`` reads from for ``out[i] = in[i − shift]`` under ``padding``.
+
+    Positions that fall outside ``[0, size)`` follow the padding mode (``zero`` gives -1,
+    meaning "reads zero"; ``reflect`` mirrors without repeating the edge, as ``F.pad``;
+    ``replicate`` clamps to the edge; ``circular`` wraps).
+    """
+    j = i - shift
+    if padding == "zero":
+        return torch.where((j >= 0) & (j < size), j, torch.full_like(j, -1))
+    if padding == "circular":
+        return j % size
+    if padding == "replicate":
+        return j.clamp(0, size - 1)
+    # reflect, single bounce (valid for |shift| < size, which callers check)
+    j = torch.where(j < 0, -j, j)
+    return torch.where(j >= size, 2 * (size - 1) - j, j)
+
+
+def shift_matrix(shift: int, size: int, padding: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The (size, size) one-hot matrix M with ``(M @ x)[i] = x_padded[i − shift]``."""
+    i = torch.arange(size, device=device)
+    src = source_index(i, shift, size, padding)
+    m = torch.zeros(size, size, dtype=dtype, device=device)
+    keep = src >= 0
+    m[i[keep], src[keep]] = 1
+    return m
+
+
+def shift_axis_into(out: Tensor, v: Tensor, shift: int, axis: int, padding: str) -> None:
+    """Write ``v`` shifted by ``shift`` along ``axis`` into ``out`` (same shape), no roll, no pad.
+
+    The interior is one slice copy; the ``|shift|`` border positions take the padding mode's
+    values through a small index (or zero).
+    """
+    size = v.shape[axis]
+    if shift == 0:
+        out.copy_(v)
+        return
+    t = abs(shift)
+    if t < size:  # interior: out[i] = in[i - shift] for the positions whose source is inside
+        if shift > 0:
+            out.narrow(axis, t, size - t).copy_(v.narrow(axis, 0, size - t))
+            border = torch.arange(0, t, device=v.device)
+        else:
+            out.narrow(axis, 0, size - t).copy_(v.narrow(axis, t, size - t))
+            border = torch.arange(size - t, size, device=v.device)
+    else:
+        border = torch.arange(0, size, device=v.device)
+    if padding == "zero":
+        if t < size:
+            out.narrow(axis, int(border[0]), border.numel()).zero_()
+        else:
+            out.zero_()
+        return
+    src = source_index(border, shift, size, padding)
+    out.narrow(axis, int(border[0]), border.numel()).copy_(v.index_select(axis, src))
+
+
+def chunk_sizes(channels: int, groups: int) -> list[int]:
+    """Channel counts of ``torch.chunk(v, groups, 1)`` (ceil(C/groups) each; maybe fewer groups)."""
+    if channels == 0:
+        return []
+    per = -(-channels // groups)
+    sizes = []
+    left = channels
+    while left > 0:
+        sizes.append(min(per, left))
+        left -= per
+    return sizes

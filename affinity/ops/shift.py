@@ -1,0 +1,194 @@
+"""Parameter-free static affinities: identity, AS-MLP's axial shift, S2-MLP's spatial shift.
+
+Each is a one-hot matrix per channel group; the fast paths are slice copies into one
+preallocated output, never a matrix and never a whole-tensor pad or roll.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from affinity.errors import ConfigError, check
+from affinity.ops._common import (
+    PADDINGS,
+    check_choice,
+    check_hw,
+    check_int,
+    check_map,
+    chunk_sizes,
+    shift_axis_into,
+    shift_matrix,
+)
+from affinity.ops.base import Affinity, register_affinity
+
+AXES = ("h", "w")
+
+
+def _per_channel(mats: list[Tensor], sizes: list[int]) -> Tensor:
+    """Stack one (N, N) matrix per group into (1, C, N, N), group g repeated sizes[g] times."""
+    return torch.cat([m.expand(n, -1, -1) for m, n in zip(mats, sizes) if n > 0], 0).unsqueeze(0)
+
+
+def _axis_matrix(shift: int, h: int, w: int, axis: str, padding: str, like: Tensor) -> Tensor:
+    """The (N, N) token matrix of a shift along one axis of an (h, w) map (row-major tokens)."""
+    if axis == "w":
+        eye = torch.eye(h, dtype=like.dtype, device=like.device)
+        return torch.kron(eye, shift_matrix(shift, w, padding, like.dtype, like.device))
+    eye = torch.eye(w, dtype=like.dtype, device=like.device)
+    return torch.kron(shift_matrix(shift, h, padding, like.dtype, like.device), eye)
+
+
+@register_affinity("identity")
+class Identity(Affinity):
+    """The identity affinity, ``A = I`` (Container, Gao et al. 2021, eq. 1 with A = I).
+
+    Args:
+        dim: channels of ``v``.
+        hw: unused (any map size).
+    """
+
+    paper = "identity: A = I (Container's degenerate case; a mixer that passes V through)"
+
+    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        check_hw(hw)
+
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        check_map(v, self.dim, self.name)
+        return v
+
+    def materialize(self, x: Tensor) -> Tensor:
+        n = x.shape[2] * x.shape[3]
+        return torch.eye(n, dtype=x.dtype, device=x.device)[None, None]
+
+
+@register_affinity("axial_shift")
+class AxialShift(Affinity):
+    """AS-MLP's axial shift (Lian et al., ICLR 2022, sec. 3.2, eq. 2; svip-lab/AS-MLP code).
+
+    Channels split as ``torch.chunk(v, shift_size, 1)`` splits them (ceil(C/s) each, so
+    fewer than ``s`` groups when C is small); group ``g`` moves by ``(g − s//2)·dilation``
+    along ``axis`` with ``torch.roll`` semantics, ``out[i] = in[i − (g − s//2)·d]``; what
+    comes from outside the map takes the padding mode's value. This is the released
+    ``F.pad → chunk → roll → cat → narrow`` formulation, computed by slicing. Only the
+    shifted axis matters: the released code also pads the other axis and narrows it away.
+
+    Args:
+        dim: channels of ``v``.
+        hw: the map size, optional; when given, ``reflect`` is checked against it here
+            (otherwise at the first forward).
+        shift_size: number of channel groups ``s`` (odd, ≥ 1).
+        dilation: ``d`` ≥ 1, the step between the groups' shifts (paper only, not the code).
+        padding: ``zero`` | ``circular`` | ``reflect`` | ``replicate``. ``reflect`` needs
+            ``(s//2)·d`` < the axis length (as ``F.pad``); ``circular`` wraps for any shift.
+        axis: ``h`` or ``w``.
+    """
+
+    paper = "AS-MLP (Lian et al., ICLR 2022), eq. 2: axial shift of channel groups by (g - s//2)·d"
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        hw: tuple[int, int] | None = None,
+        shift_size: int = 5,
+        dilation: int = 1,
+        padding: str = "zero",
+        axis: str = "w",
+    ) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        self.shift_size = check_int("shift_size", shift_size, 1, "an odd integer >= 1")
+        check(shift_size % 2 == 1, "shift_size", shift_size, "an odd integer >= 1")
+        self.dilation = check_int("dilation", dilation, 1)
+        self.padding = check_choice("padding", padding, PADDINGS)
+        self.axis = check_choice("axis", axis, AXES)
+        self.sizes = chunk_sizes(self.dim, self.shift_size)
+        half = self.shift_size // 2
+        self.shifts = [(g - half) * self.dilation for g in range(len(self.sizes))]
+        hw = check_hw(hw)
+        if hw is not None:
+            self._check_size(*hw)
+
+    def _check_size(self, h: int, w: int) -> None:
+        if self.padding != "reflect":
+            return
+        size = w if self.axis == "w" else h
+        pad = (self.shift_size // 2) * self.dilation
+        if pad >= size:
+            raise ConfigError(
+                f"shift_size={self.shift_size}, dilation={self.dilation} with padding='reflect' is "
+                f"not allowed on a map of {size} along {self.axis}: reflect needs "
+                f"(shift_size//2)*dilation={pad} < {size}"
+            )
+
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        check_map(v, self.dim, self.name)
+        self._check_size(v.shape[2], v.shape[3])
+        axis = 3 if self.axis == "w" else 2
+        out = torch.empty_like(v)
+        start = 0
+        for n, shift in zip(self.sizes, self.shifts):
+            shift_axis_into(out.narrow(1, start, n), v.narrow(1, start, n), shift, axis, self.padding)
+            start += n
+        return out
+
+    def materialize(self, x: Tensor) -> Tensor:
+        h, w = x.shape[2], x.shape[3]
+        self._check_size(h, w)
+        mats = [_axis_matrix(s, h, w, self.axis, self.padding, x) for s in self.shifts]
+        return _per_channel(mats, self.sizes)
+
+    def extra_repr(self) -> str:
+        return (
+            f"shift_size={self.shift_size}, dilation={self.dilation}, padding={self.padding!r}, "
+            f"axis={self.axis!r}"
+        )
+
+
+@register_affinity("spatial_shift")
+class SpatialShift(Affinity):
+    """S²-MLP's spatial shift (Yu et al., WACV 2022, sec. 3.1, eq. 3 and Algorithm 1).
+
+    Four channel groups split at ``C//4``, ``C//2``, ``3C//4`` as the paper's slices do
+    (``x[..., :c/4]``, ``[c/4:c/2]``, ``[c/2:3c/4]``, ``[3c/4:]``; the last group takes the
+    remainder, so any C works): group 1 moves +1 along W, group 2 −1 along W, group 3 +1
+    along H, group 4 −1 along H; the border row or column keeps its own value (replicate).
+    The paper's in-place pseudo-code would smear the first row along the axis if run
+    literally in PyTorch; here every group reads from the untouched input.
+
+    Args:
+        dim: channels of ``v``.
+        hw: unused (any map size).
+    """
+
+    paper = "S2-MLP (Yu et al., WACV 2022), eq. 3: four groups shifted ±1 along W and H"
+
+    #: (shift, axis) per group, axis 3 = W, 2 = H.
+    moves = ((1, 3), (-1, 3), (1, 2), (-1, 2))
+
+    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        check_hw(hw)
+        bounds = [0, self.dim // 4, self.dim // 2, 3 * self.dim // 4, self.dim]
+        self.sizes = [bounds[g + 1] - bounds[g] for g in range(4)]
+
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        check_map(v, self.dim, self.name)
+        out = torch.empty_like(v)
+        start = 0
+        for n, (shift, axis) in zip(self.sizes, self.moves):
+            if n:
+                shift_axis_into(out.narrow(1, start, n), v.narrow(1, start, n), shift, axis, "replicate")
+            start += n
+        return out
+
+    def materialize(self, x: Tensor) -> Tensor:
+        h, w = x.shape[2], x.shape[3]
+        mats = [
+            _axis_matrix(shift, h, w, "w" if axis == 3 else "h", "replicate", x) for shift, axis in self.moves
+        ]
+        return _per_channel(mats, self.sizes)
