@@ -5,8 +5,17 @@ Importing this package registers every affinity (``AFFINITIES.names()``).
 
 from __future__ import annotations
 
-from affinity.ops import conv, shift  # noqa: F401  (registration)
+from affinity.ops import conv, shift, token_mlp  # noqa: F401  (registration)
 from affinity.ops.base import AFFINITIES, Affinity, create_affinity, register_affinity
 from affinity.ops.config import BranchCfg, MixerCfg
+from affinity.ops.mixer import ContextAggregation
 
-__all__ = ["AFFINITIES", "Affinity", "BranchCfg", "MixerCfg", "create_affinity", "register_affinity"]
+__all__ = [
+    "AFFINITIES",
+    "Affinity",
+    "BranchCfg",
+    "ContextAggregation",
+    "MixerCfg",
+    "create_affinity",
+    "register_affinity",
+]

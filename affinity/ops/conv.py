@@ -80,6 +80,7 @@ class DepthwiseConv(Affinity):
             self.bias: nn.Parameter | None = nn.Parameter(torch.empty(self.share).uniform_(-bound, bound))
         else:
             self.bias = None
+        self._sets: Tensor
         self.register_buffer("_sets", channel_sets(self.dim, self.share, self.share_layout), persistent=False)
         hw = check_hw(hw)
         if hw is not None:

@@ -1,0 +1,301 @@
+"""Container's context aggregation, built from a ``MixerCfg`` (see ``affinity.ops.config``).
+
+``Y = ((α·A(X) + β·A)·V)·W`` with ``V = proj_in(x)`` (Gao et al., "Container: Context
+Aggregation Network", NeurIPS 2021, eq. 4); the block adds the residual ``+ X``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from affinity.errors import ConfigError
+from affinity.ops.base import AFFINITIES, Affinity
+from affinity.ops.config import BranchCfg, MixerCfg
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map (each token normalised on its own)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def make_norm(name: str | None, dim: int) -> nn.Module:
+    """``groupnorm``: GroupNorm(1, C) as AS-MLP's code; ``layernorm``: over channels;
+    ``batchnorm``: BatchNorm2d; ``None``: identity."""
+    if name is None:
+        return nn.Identity()
+    if name == "groupnorm":
+        return nn.GroupNorm(1, dim)
+    if name == "layernorm":
+        return LayerNorm2d(dim)
+    if name == "batchnorm":
+        return nn.BatchNorm2d(dim)
+    raise ConfigError(f"norm={name!r} is not allowed: one of groupnorm, layernorm, batchnorm, None")
+
+
+def make_act(name: str | None) -> nn.Module:
+    if name is None:
+        return nn.Identity()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "relu":
+        return nn.ReLU()
+    raise ConfigError(f"act={name!r} is not allowed: one of gelu, relu, None")
+
+
+def build_affinity(branch: BranchCfg, *, dim: int, hw: tuple[int, int] | None, where: str) -> Affinity:
+    """The branch's affinity; unknown or reserved parameters name their path."""
+    cls = AFFINITIES.get(branch.affinity)
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "dim", "hw")]
+    for key in branch.params:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}.params.{key} is not a parameter of affinity {branch.affinity!r}: "
+                f"allowed {allowed} (dim and hw come from the mixer)"
+            )
+    return cls(dim=dim, hw=hw, **dict(branch.params))
+
+
+class Branch(nn.Module):
+    """``act(proj(A(v, x)))``: one affinity with its optional 1x1 projection and activation.
+
+    Args:
+        affinity: the affinity.
+        dim: channels.
+        proj: a 1x1 conv C->C with bias after the affinity.
+        act: activation name or None.
+    """
+
+    def __init__(self, affinity: Affinity, *, dim: int, proj: bool, act: str | None) -> None:
+        super().__init__()
+        self.affinity: Affinity = affinity
+        self.proj: nn.Module = nn.Conv2d(dim, dim, 1) if proj else nn.Identity()
+        self.act = make_act(act)
+        self.linear = not proj and act is None and not getattr(affinity, "affine", False)
+
+    def forward(self, v: Tensor, x: Tensor) -> Tensor:
+        return self.act(self.proj(self.affinity(v, x)))
+
+
+class ContextAggregation(nn.Module):
+    """Container's context aggregation (Gao et al. NeurIPS 2021, eq. 4), one token mixer.
+
+    ``V = proj_in(x)``; parallel: ``U = Σ_b c_b · branch_b(V)``, serial:
+    ``U = c_k·branch_k(… c_1·branch_1(V))``, with ``c_b = α`` for dynamic branches and ``β``
+    for static ones; ``Y = proj_out(U)``. Coefficients: ``sum`` (all 1), ``fixed`` (α, β as
+    given), ``learnable`` (α, β parameters initialised at the given values, one each per
+    block or per head), ``convex`` (α = sigmoid(w), β = 1 − α, w initialised at 0, as
+    Container's released code). Per-head coefficients take the head count from the branches'
+    ``heads`` parameter (they must agree) and give each head's C/heads consecutive channels
+    its own value.
+
+    Args:
+        dim: channels C of x (and V).
+        branches: ``BranchCfg``s (or their dict form).
+        hw: the map size (H, W); required by affinities tied to a token count.
+        connection: ``parallel`` | ``serial``.
+        coefficients: ``sum`` | ``fixed`` | ``learnable`` | ``convex``.
+        alpha: coefficient of dynamic branches (fixed value or initial value).
+        beta: coefficient of static branches.
+        coef_per_head: one coefficient per head rather than per block.
+        proj_in: ``V = x·W_v`` as a 1x1 conv; off: ``V = x``.
+        proj_in_norm: norm after the input projection.
+        proj_in_act: activation after it.
+        proj_out: the output 1x1 conv ``W``; off: identity.
+        proj_out_norm: norm before the output projection.
+        proj_bias: biases on the input and output 1x1 convs.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        branches: Sequence[BranchCfg | Mapping[str, Any]],
+        hw: tuple[int, int] | None = None,
+        connection: str = "parallel",
+        coefficients: str = "sum",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        coef_per_head: bool = False,
+        proj_in: bool = True,
+        proj_in_norm: str | None = None,
+        proj_in_act: str | None = None,
+        proj_out: bool = True,
+        proj_out_norm: str | None = None,
+        proj_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ConfigError(f"dim={dim!r} is not allowed: a positive integer")
+        if not isinstance(branches, (list, tuple)):
+            raise ConfigError(f"branches={branches!r} is not allowed: a list of branches")
+        cfg = MixerCfg(
+            branches=tuple(
+                b if isinstance(b, BranchCfg) else BranchCfg.from_dict(b, f"branches[{i}]")
+                for i, b in enumerate(branches)
+            ),
+            connection=connection,
+            coefficients=coefficients,
+            alpha=alpha,
+            beta=beta,
+            coef_per_head=coef_per_head,
+            proj_in=proj_in,
+            proj_in_norm=proj_in_norm,
+            proj_in_act=proj_in_act,
+            proj_out=proj_out,
+            proj_out_norm=proj_out_norm,
+            proj_bias=proj_bias,
+        )
+        self.cfg = cfg
+        self.dim = dim
+        self.hw = tuple(hw) if hw is not None else None
+        self.proj_in = nn.Sequential(
+            nn.Conv2d(dim, dim, 1, bias=proj_bias) if proj_in else nn.Identity(),
+            make_norm(proj_in_norm, dim),
+            make_act(proj_in_act),
+        )
+        self.branches = nn.ModuleList(
+            Branch(build_affinity(b, dim=dim, hw=hw, where=f"branches[{i}]"), dim=dim, proj=b.proj, act=b.act)
+            for i, b in enumerate(cfg.branches)
+        )
+        self.proj_out = nn.Sequential(
+            make_norm(proj_out_norm, dim),
+            nn.Conv2d(dim, dim, 1, bias=proj_bias) if proj_out else nn.Identity(),
+        )
+        self.heads = self._coefficient_heads() if coef_per_head else 1
+        n = self.heads
+        if coefficients == "fixed":
+            self.register_buffer("alpha", torch.full((n,), float(alpha)))
+            self.register_buffer("beta", torch.full((n,), float(beta)))
+        elif coefficients == "learnable":
+            self.alpha = nn.Parameter(torch.full((n,), float(alpha)))
+            self.beta = nn.Parameter(torch.full((n,), float(beta)))
+        elif coefficients == "convex":
+            self.w = nn.Parameter(torch.zeros(n))
+        if hw is not None and connection == "parallel":
+            shapes = {b.affinity.out_hw(*hw) for b in self._branches()}
+            if len(shapes) > 1:
+                raise ConfigError(
+                    f"branches={[b.affinity for b in cfg.branches]} is not allowed in parallel: their "
+                    f"outputs differ in size {sorted(shapes)}; use connection='serial'"
+                )
+
+    @classmethod
+    def from_cfg(cls, cfg: MixerCfg, *, dim: int, hw: tuple[int, int] | None = None) -> ContextAggregation:
+        """Build the mixer a ``MixerCfg`` describes, for ``dim`` channels on an ``hw`` map."""
+        fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+        return cls(dim=dim, hw=hw, **fields)
+
+    def _coefficient_heads(self) -> int:
+        heads = {int(b.params["heads"]) for b in self.cfg.branches if "heads" in b.params}
+        if len(heads) != 1:
+            raise ConfigError(
+                f"coef_per_head=True is not allowed here: it needs the branches' 'heads' parameters "
+                f"to give one head count, got {sorted(heads) or 'none'}"
+            )
+        (n,) = heads
+        if self.dim % n:
+            raise ConfigError(f"heads={n} is not allowed: a divisor of dim={self.dim}")
+        return n
+
+    def coefficient(self, dynamic: bool) -> Tensor | None:
+        """The coefficient of dynamic (α) or static (β) branches, (1, C or 1, 1, 1); None for sum."""
+        mode = self.cfg.coefficients
+        if mode == "sum":
+            return None
+        if mode == "convex":
+            a = torch.sigmoid(self.w)
+            c = a if dynamic else 1 - a
+        else:
+            c = self.alpha if dynamic else self.beta
+        if self.heads > 1:
+            c = c.repeat_interleave(self.dim // self.heads)
+        return c.view(1, -1, 1, 1)
+
+    def branch_coefficients(self) -> list[Tensor]:
+        """Each branch's coefficient as a (C or 1,) tensor (ones for ``sum``), for reports."""
+        out = []
+        for b in self._branches():
+            c = self.coefficient(type(b.affinity).dynamic)
+            out.append(torch.ones(1) if c is None else c.detach().flatten())
+        return out
+
+    def _branches(self) -> list[Branch]:
+        return [cast(Branch, b) for b in self.branches]
+
+    def branch_affinities(self) -> list[Affinity]:
+        """The affinities in branch order."""
+        return [b.affinity for b in self._branches()]
+
+    @property
+    def is_linear(self) -> bool:
+        """True when the aggregation between proj_in and proj_out is a per-channel linear map of V.
+
+        That holds without norms or activations around V, without branch projections or
+        activations, and with affinities that have no offset (bias).
+        """
+        cfg = self.cfg
+        return (
+            cfg.proj_in_norm is None
+            and cfg.proj_in_act is None
+            and cfg.proj_out_norm is None
+            and all(b.linear for b in self._branches())
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        v = self.proj_in(x)  # (B, C, H, W)
+        if self.cfg.connection == "parallel":
+            u: Tensor | None = None
+            for b in self._branches():
+                y = self._scaled(b, b(v, x))
+                u = y if u is None else u + y
+            assert u is not None
+        else:
+            u = v
+            for b in self._branches():
+                u = self._scaled(b, b(u, x))
+        return self.proj_out(u)
+
+    def _scaled(self, branch: Branch, y: Tensor) -> Tensor:
+        c = self.coefficient(type(branch.affinity).dynamic)
+        return y if c is None else y * c.to(y.dtype)
+
+    def materialize(self, x: Tensor) -> Tensor:
+        """The aggregation's effective per-channel matrix, (B or 1, C or 1, N_out, N_in).
+
+        ``Σ_b c_b·A_b`` for parallel branches, ``c_k A_k ⋯ c_1 A_1`` for serial ones, so that
+        ``forward(x) == proj_out(einsum('bcij,bcj->bci', M, proj_in(x)))``.
+
+        Args:
+            x: the mixer input (B, C, H, W) (dynamic affinities read it).
+
+        Raises:
+            ConfigError: when the mixer is not linear in V (see ``is_linear``).
+        """
+        if not self.is_linear:
+            raise ConfigError(
+                "materialize is not allowed for this mixer: it is not linear in V (norms or "
+                "activations around V, branch projections or activations, or affinity biases)"
+            )
+        total: Tensor | None = None
+        for b in self._branches():
+            a = b.affinity.materialize(x)
+            c = self.coefficient(type(b.affinity).dynamic)
+            if self.cfg.connection == "parallel":
+                term = a if c is None else a * c.to(a.dtype)
+                total = term if total is None else total + term
+            else:
+                total = a if total is None else a @ total
+                total = total if c is None else total * c.to(total.dtype)
+        assert total is not None
+        return total
