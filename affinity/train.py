@@ -261,7 +261,7 @@ def train(
         val_split = data.val.to(device)
         model.to(device)
         model.train()
-        _check_fits(model, train_split, data)
+        check_fits(model, in_chans=data.in_chans, img_size=data.img_size, num_classes=data.num_classes)
         optimizer = torch.optim.AdamW(
             param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda"
         )
@@ -338,24 +338,33 @@ def train(
     )
 
 
-def _check_fits(model: nn.Module, split: TensorSplit, data: DatasetSplits) -> None:
-    """One forward pass on two images: a shape mismatch becomes a ConfigError naming the sizes."""
-    x, _ = split.batch(torch.arange(min(2, len(split)), device=split.x.device))
+def check_fits(model: nn.Module, *, in_chans: int, img_size: int, num_classes: int) -> None:
+    """One forward pass on two blank images; a model that cannot take them is a ConfigError.
+
+    Args:
+        model: the classifier (left in the mode it was in).
+        in_chans: input channels of the data.
+        img_size: square side of the data.
+        num_classes: classes the output must have.
+    """
+    param = next(model.parameters(), None)
+    x = torch.zeros(2, in_chans, img_size, img_size, device=param.device if param is not None else "cpu")
+    was = model.training
+    model.eval()
     try:
         with torch.no_grad():
-            was = model.training
-            model.eval()
             out = model(x)
-            model.train(was)
     except (RuntimeError, ValueError) as exc:
         raise ConfigError(
-            f"img_size={data.img_size} (in_chans={data.in_chans}) is not allowed for this model: "
+            f"img_size={img_size} (in_chans={in_chans}) is not allowed for this model: "
             f"its forward pass failed ({str(exc).splitlines()[0]})"
         ) from None
-    if out.ndim != 2 or out.shape[1] != data.num_classes:
+    finally:
+        model.train(was)
+    if out.ndim != 2 or out.shape[1] != num_classes:
         raise ConfigError(
-            f"num_classes={data.num_classes} does not match the model's output shape {tuple(out.shape)}: "
-            f"build the model with num_classes={data.num_classes}"
+            f"num_classes={num_classes} does not match the model's output shape {tuple(out.shape)}: "
+            f"build the model with num_classes={num_classes}"
         )
 
 
@@ -438,10 +447,11 @@ class Checkpoint:
 
     def build_model(self) -> nn.Module:
         """The model rebuilt from ``model_cfg`` with the stored weights loaded (eval mode)."""
-        from affinity import models
+        from affinity.models import create_model
+        from affinity.models.config import ModelCfg
 
-        model = models.create_model(  # type: ignore[attr-defined]  # until the model zoo lands
-            self.model_cfg,
+        model = create_model(
+            ModelCfg.from_dict(self.model_cfg),
             num_classes=self.num_classes,
             img_size=self.img_size,
             in_chans=self.in_chans,
