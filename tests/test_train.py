@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -106,7 +105,7 @@ def test_warmup_then_cosine() -> None:
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 1e-3
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:])) and lrs[-1] < 1e-3
 
 
 @pytest.mark.parametrize(
@@ -183,7 +182,7 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    with pytest.raises(DataError, match="junk.pt: not a readable checkpoint"):
+    with pytest.raises(DataError, match=r"junk\.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(DataError, match="not an affinity checkpoint"):
