@@ -5,7 +5,7 @@ Importing this package registers every affinity (``AFFINITIES.names()``).
 
 from __future__ import annotations
 
-from affinity.ops import conv, shift, token_mlp  # noqa: F401  (registration)
+from affinity.ops import attention, conv, shift, token_mlp  # noqa: F401  (registration)
 from affinity.ops.base import AFFINITIES, Affinity, create_affinity, register_affinity
 from affinity.ops.config import BranchCfg, MixerCfg
 from affinity.ops.mixer import ContextAggregation

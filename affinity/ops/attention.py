@@ -1,0 +1,229 @@
+"""Multi-head self-attention as a dynamic affinity, global or in (shifted) Swin windows."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from affinity.errors import ConfigError, check
+from affinity.ops._common import check_hw, check_int, check_map
+from affinity.ops.base import Affinity, register_affinity
+
+
+@register_affinity("attention")
+class Attention(Affinity):
+    """Self-attention, ``A(X) = softmax(Q Kᵀ / √d + B)`` per head (Vaswani et al. 2017, eq. 1;
+    Container eq. 2; Swin, Liu et al. ICCV 2021, eq. 4 with relative position bias B).
+
+    The values come from the mixer (its ``proj_in`` is ``W_v``); this affinity owns the
+    query/key projection ``qk = Linear(dim_x, 2·dim)`` applied per token to the block input
+    ``x``, so parameters and FLOPs equal a standard qkv projection. Head h serves channels
+    ``[h·d, (h+1)·d)`` of ``v``, d = dim / heads. The fast path is
+    ``scaled_dot_product_attention``; ``materialize`` returns the true N×N token affinity of
+    each channel (its head's matrix).
+
+    Windows (Swin): tokens attend within non-overlapping ``window_size²`` windows; with
+    ``shift_size`` > 0 the map is rolled by ``−shift_size`` first and Swin's region mask keeps
+    tokens that wrapped around apart (masked entries are exactly 0 here: −inf, where Swin adds
+    −100, the same up to e^−100). The map's H and W must be multiples of ``window_size``
+    (no padding, so that every entry of the N×N affinity is a real token pair); as Swin, a map
+    that is exactly one window drops the shift. ``rel_pos_bias`` adds Swin's learned
+    ``((2w−1)², heads)`` table inside the softmax, a static term of the dynamic affinity.
+    Global attention accepts any map, including a ``1 × N`` sequence with a class token.
+    Initialised as timm's ViT/Swin: truncated normal (std 0.02) weights, zero biases.
+
+    Args:
+        dim: channels of ``v`` (heads·d).
+        hw: the map size, optional; when given, window constraints are checked here.
+        heads: number of heads (divides ``dim``).
+        qkv_bias: bias on the query/key projection.
+        dim_x: channels of ``x`` (default ``dim``).
+        window_size: window side w, or None for global attention.
+        shift_size: cyclic shift for shifted windows, 0 ≤ shift_size < window_size.
+        rel_pos_bias: Swin's relative position bias (windows only).
+    """
+
+    dynamic = True
+    paper = "Self-attention softmax(QK^T/sqrt(d) + B) (Vaswani 2017 eq. 1; Swin, Liu et al. 2021, eq. 4)"
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        hw: tuple[int, int] | None = None,
+        heads: int = 1,
+        qkv_bias: bool = True,
+        dim_x: int | None = None,
+        window_size: int | None = None,
+        shift_size: int = 0,
+        rel_pos_bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        self.heads = check_int("heads", heads, 1)
+        check(self.dim % self.heads == 0, "heads", heads, f"a divisor of dim={self.dim}")
+        self.head_dim = self.dim // self.heads
+        self.dim_x = self.dim if dim_x is None else check_int("dim_x", dim_x, 1)
+        self.window_size = None if window_size is None else check_int("window_size", window_size, 1)
+        self.shift_size = check_int("shift_size", shift_size, 0)
+        if self.window_size is None:
+            check(shift_size == 0, "shift_size", shift_size, "0 without window_size (global attention)")
+            check(not rel_pos_bias, "rel_pos_bias", rel_pos_bias, "False without window_size")
+        else:
+            check(
+                shift_size < self.window_size,
+                "shift_size",
+                shift_size,
+                f"0 <= shift_size < window_size={self.window_size}",
+            )
+        self.qk = nn.Linear(self.dim_x, 2 * self.dim, bias=qkv_bias)
+        nn.init.trunc_normal_(self.qk.weight, std=0.02)
+        if self.qk.bias is not None:
+            nn.init.zeros_(self.qk.bias)
+        self.rel_pos_table: nn.Parameter | None = None
+        if rel_pos_bias:
+            w = self.window_size
+            assert w is not None
+            self.rel_pos_table = nn.Parameter(torch.empty((2 * w - 1) ** 2, self.heads))
+            nn.init.trunc_normal_(self.rel_pos_table, std=0.02)
+        hw = check_hw(hw)
+        if hw is not None:
+            self._window_shift(*hw)
+
+    def _window_shift(self, h: int, w: int) -> tuple[int, int]:
+        """(window, shift) for an h×w map; ConfigError when the map cannot be windowed."""
+        ws = self.window_size
+        if ws is None:
+            return 0, 0
+        if ws > h or ws > w:
+            raise ConfigError(
+                f"window_size={ws} is not allowed on a {h}x{w} map: at most the smaller side {min(h, w)}"
+            )
+        if h % ws or w % ws:
+            raise ConfigError(
+                f"window_size={ws} is not allowed on a {h}x{w} map: H and W must be multiples of it "
+                "(no padding)"
+            )
+        shift = 0 if (h == ws and w == ws) else self.shift_size
+        return ws, shift
+
+    def _check_x(self, v: Tensor, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.dim_x or x.shape[0] != v.shape[0] or x.shape[2:] != v.shape[2:]:
+            raise ConfigError(
+                f"attention: x shape {tuple(x.shape)} is not allowed: expected "
+                f"({v.shape[0]}, {self.dim_x}, {v.shape[2]}, {v.shape[3]})"
+            )
+
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        check_map(v, self.dim, self.name)
+        x = v if x is None else x
+        self._check_x(v, x)
+        b, c, h, w = v.shape
+        nh, d = self.heads, self.head_dim
+        if self.window_size is None:
+            n = h * w
+            qk = self.qk(x.flatten(2).transpose(1, 2))  # (B, N, 2C)
+            q, k = qk.view(b, n, 2, nh, d).permute(2, 0, 3, 1, 4)  # (B, nh, N, d) each
+            vv = v.reshape(b, nh, d, n).transpose(2, 3)  # (B, nh, N, d)
+            out = F.scaled_dot_product_attention(q, k, vv)  # (B, nh, N, d)
+            return out.transpose(2, 3).reshape(b, c, h, w)
+        ws, shift = self._window_shift(h, w)
+        qk = self.qk(x.permute(0, 2, 3, 1))  # (B, H, W, 2C)
+        vt = v.permute(0, 2, 3, 1)  # (B, H, W, C)
+        if shift:
+            qk = torch.roll(qk, (-shift, -shift), (1, 2))
+            vt = torch.roll(vt, (-shift, -shift), (1, 2))
+        q, k = _windows(qk, ws).unflatten(-1, (2, nh, d)).permute(3, 0, 1, 4, 2, 5)  # (B, nW, nh, L, d)
+        vw = _windows(vt, ws).unflatten(-1, (nh, d)).transpose(2, 3)  # (B, nW, nh, L, d)
+        mask = self._window_mask(h, w, ws, shift, v)  # (nW or 1, nh or 1, L, L) or None
+        out = F.scaled_dot_product_attention(q, k, vw, attn_mask=mask)  # (B, nW, nh, L, d)
+        out = _unwindow(out.transpose(2, 3).flatten(3), h, w, ws)  # (B, H, W, C)
+        if shift:
+            out = torch.roll(out, (shift, shift), (1, 2))
+        return out.permute(0, 3, 1, 2).contiguous()
+
+    def _rel_index(self, ws: int, device: torch.device) -> Tensor:
+        """(L, L) index into the (2w−1)² table, as Swin's relative_position_index."""
+        coords = torch.stack(
+            torch.meshgrid(torch.arange(ws, device=device), torch.arange(ws, device=device), indexing="ij")
+        ).flatten(1)  # (2, L)
+        rel = coords[:, :, None] - coords[:, None, :] + (ws - 1)  # (2, L, L)
+        return rel[0] * (2 * ws - 1) + rel[1]
+
+    def _window_mask(self, h: int, w: int, ws: int, shift: int, like: Tensor) -> Tensor | None:
+        """Additive mask (nW or 1, nh or 1, L, L): Swin's region mask (−inf) + relative bias."""
+        mask: Tensor | None = None
+        if shift:
+            labels = _region_labels(h, w, ws, shift, like.device)  # (H, W) on the rolled grid
+            lw = _windows(labels[None, :, :, None], ws)[0, :, :, 0]  # (nW, L)
+            same = lw[:, :, None] == lw[:, None, :]
+            mask = torch.zeros(same.shape, dtype=like.dtype, device=like.device)
+            mask = mask.masked_fill(~same, float("-inf"))[:, None]  # (nW, 1, L, L)
+        if self.rel_pos_table is not None:
+            idx = self._rel_index(ws, like.device)
+            bias = self.rel_pos_table.to(like.dtype)[idx].permute(2, 0, 1)[None]  # (1, nh, L, L)
+            mask = bias if mask is None else mask + bias
+        return mask
+
+    def materialize(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        if x.dim() != 4 or x.shape[1] != self.dim_x:
+            raise ConfigError(
+                f"attention: x shape {tuple(x.shape)} is not allowed: expected (B, {self.dim_x}, H, W)"
+            )
+        n, nh, d = h * w, self.heads, self.head_dim
+        qk = self.qk(x.flatten(2).transpose(1, 2))  # (B, N, 2C)
+        q, k = qk.view(b, n, 2, nh, d).permute(2, 0, 3, 1, 4)  # (B, nh, N, d)
+        logits = (q @ k.transpose(-1, -2)) * d**-0.5  # (B, nh, N, N)
+        if self.window_size is not None:
+            ws, shift = self._window_shift(h, w)
+            # each token's position on the rolled grid (Swin rolls by −shift before windowing)
+            ph = (torch.arange(h, device=x.device) - shift) % h
+            pw = (torch.arange(w, device=x.device) - shift) % w
+            gh, gw = torch.meshgrid(ph, pw, indexing="ij")
+            gh, gw = gh.reshape(n), gw.reshape(n)
+            win = (gh // ws) * (w // ws) + gw // ws
+            allowed = win[:, None] == win[None, :]
+            if shift:
+                labels = _region_labels(h, w, ws, shift, x.device)[gh, gw]
+                allowed &= labels[:, None] == labels[None, :]
+            if self.rel_pos_table is not None:
+                ih, iw = gh % ws, gw % ws
+                rel = (ih[:, None] - ih[None, :] + ws - 1) * (2 * ws - 1) + (
+                    iw[:, None] - iw[None, :] + ws - 1
+                )
+                logits = logits + self.rel_pos_table.to(logits.dtype)[rel].permute(2, 0, 1)[None]
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        attn = logits.softmax(-1)  # (B, nh, N, N)
+        return attn.repeat_interleave(d, dim=1)  # (B, C, N, N)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, heads={self.heads}, window_size={self.window_size}, "
+            f"shift_size={self.shift_size}, rel_pos_bias={self.rel_pos_table is not None}"
+        )
+
+
+def _windows(t: Tensor, ws: int) -> Tensor:
+    """(B, H, W, C) -> (B, nW, L, C), windows in row-major order, L = ws²."""
+    b, h, w, c = t.shape
+    t = t.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return t.reshape(b, (h // ws) * (w // ws), ws * ws, c)
+
+
+def _unwindow(t: Tensor, h: int, w: int, ws: int) -> Tensor:
+    """(B, nW, L, C) -> (B, H, W, C)."""
+    b, c = t.shape[0], t.shape[-1]
+    t = t.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return t.reshape(b, h, w, c)
+
+
+def _region_labels(h: int, w: int, ws: int, shift: int, device: torch.device) -> Tensor:
+    """Swin's img_mask on the rolled grid: slices (0, −ws), (−ws, −shift), (−shift, end) per axis."""
+
+    def axis(size: int) -> Tensor:
+        p = torch.arange(size, device=device)
+        return (p >= size - ws).long() + (p >= size - shift).long()
+
+    return axis(h)[:, None] * 3 + axis(w)[None, :]
