@@ -174,10 +174,7 @@ class ContextAggregation(nn.Module):
         )
         self.heads = self._coefficient_heads() if coef_per_head else 1
         n = self.heads
-        if coefficients == "fixed":
-            self.register_buffer("alpha", torch.full((n,), float(alpha)))
-            self.register_buffer("beta", torch.full((n,), float(beta)))
-        elif coefficients == "learnable":
+        if coefficients == "learnable":
             self.alpha = nn.Parameter(torch.full((n,), float(alpha)))
             self.beta = nn.Parameter(torch.full((n,), float(beta)))
         elif coefficients == "convex":
@@ -213,6 +210,10 @@ class ContextAggregation(nn.Module):
         mode = self.cfg.coefficients
         if mode == "sum":
             return None
+        if mode == "fixed":  # kept as float64 so a float64 mixer sees the exact value
+            return torch.tensor(self.cfg.alpha if dynamic else self.cfg.beta, dtype=torch.float64).view(
+                1, 1, 1, 1
+            )
         if mode == "convex":
             a = torch.sigmoid(self.w)
             c = a if dynamic else 1 - a
@@ -268,7 +269,7 @@ class ContextAggregation(nn.Module):
 
     def _scaled(self, branch: Branch, y: Tensor) -> Tensor:
         c = self.coefficient(type(branch.affinity).dynamic)
-        return y if c is None else y * c.to(y.dtype)
+        return y if c is None else y * c.to(y)
 
     def materialize(self, x: Tensor) -> Tensor:
         """The aggregation's effective per-channel matrix, (B or 1, C or 1, N_out, N_in).
@@ -292,10 +293,10 @@ class ContextAggregation(nn.Module):
             a = b.affinity.materialize(x)
             c = self.coefficient(type(b.affinity).dynamic)
             if self.cfg.connection == "parallel":
-                term = a if c is None else a * c.to(a.dtype)
+                term = a if c is None else a * c.to(a)
                 total = term if total is None else total + term
             else:
                 total = a if total is None else a @ total
-                total = total if c is None else total * c.to(total.dtype)
+                total = total if c is None else total * c.to(total)
         assert total is not None
         return total

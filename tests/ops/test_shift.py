@@ -1,0 +1,127 @@
+"""AS-MLP's axial shift and S2-MLP's spatial shift against the released formulations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from affinity.ops import create_affinity
+
+PADDINGS = ["zero", "circular", "reflect", "replicate"]
+
+
+def released_axial_shift(
+    x: torch.Tensor, shift_size: int, dilation: int, padding: str, axis: str
+) -> torch.Tensor:
+    """svip-lab/AS-MLP's shift (with the paper's dilation): F.pad -> chunk -> roll -> cat -> narrow."""
+    _, _, h, w = x.shape
+    pad = (shift_size // 2) * dilation
+    mode = "constant" if padding == "zero" else padding
+    x = F.pad(x, (pad, pad, pad, pad), mode)
+    xs = torch.chunk(x, shift_size, 1)
+    dim = 3 if axis == "w" else 2
+    shifts = range(-pad, pad + 1, dilation)
+    x_cat = torch.cat([torch.roll(x_c, s, dim) for x_c, s in zip(xs, shifts)], 1)
+    return torch.narrow(torch.narrow(x_cat, 2, pad, h), 3, pad, w)
+
+
+def one_hots(c: int, h: int, w: int) -> torch.Tensor:
+    """Each channel one-hot at a different position (centre, corners, edges)."""
+    x = torch.zeros(1, c, h, w, dtype=torch.float64)
+    spots = [(h // 2, w // 2), (0, 0), (h - 1, w - 1), (0, w - 1), (h - 1, 0), (1, 1), (h // 2, 0)]
+    for ch in range(c):
+        i, j = spots[ch % len(spots)]
+        x[0, ch, i, j] = 1
+    return x
+
+
+def test_shift5_one_hot_lands_where_the_paper_says() -> None:
+    """Group g's one-hot at (3, 3) moves to w = 3 + (g − 2) (AS-MLP fig. 2, torch.roll direction)."""
+    x = torch.zeros(1, 5, 7, 7)
+    x[0, :, 3, 3] = 1
+    out = create_affinity("axial_shift", dim=5, shift_size=5, axis="w")(x)
+    for g in range(5):
+        (hits,) = torch.nonzero(out[0, g]).tolist()
+        assert hits == [3, 3 + g - 2]
+    out_h = create_affinity("axial_shift", dim=5, shift_size=5, axis="h")(x)
+    for g in range(5):
+        (hits,) = torch.nonzero(out_h[0, g]).tolist()
+        assert hits == [3 + g - 2, 3]
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize(("shift_size", "dilation"), [(5, 1), (3, 2), (7, 1), (5, 2), (1, 1)])
+@pytest.mark.parametrize("axis", ["h", "w"])
+@pytest.mark.parametrize("channels", [10, 7, 3])
+def test_axial_shift_matches_released_code(
+    padding: str, shift_size: int, dilation: int, axis: str, channels: int
+) -> None:
+    h, w = 7, 6
+    if padding == "reflect" and (shift_size // 2) * dilation >= min(h, w):
+        pytest.skip("F.pad reflect itself refuses this pad")
+    aff = create_affinity(
+        "axial_shift", dim=channels, shift_size=shift_size, dilation=dilation, padding=padding, axis=axis
+    )
+    for x in (one_hots(channels, h, w), torch.randn(2, channels, h, w, dtype=torch.float64)):
+        expected = released_axial_shift(x, shift_size, dilation, padding, axis)
+        assert torch.equal(aff(x), expected)
+        torch.testing.assert_close(aff.reference(x), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("padding", "left", "right"),
+    # row [1, 2, 3, 4, 5]; group 0 moves −1 (reads i+1), group 2 moves +1 (reads i−1)
+    [("zero", 0, 0), ("circular", 1, 5), ("reflect", 4, 2), ("replicate", 5, 1)],
+)
+def test_axial_shift_border_values(padding: str, left: float, right: float) -> None:
+    row = torch.arange(1.0, 6.0).view(1, 1, 1, 5).expand(1, 3, 1, 5).contiguous()
+    out = create_affinity("axial_shift", dim=3, shift_size=3, padding=padding, axis="w")(row)[0, :, 0]
+    assert out[0].tolist() == [2, 3, 4, 5, left]
+    assert out[1].tolist() == [1, 2, 3, 4, 5]
+    assert out[2].tolist() == [right, 1, 2, 3, 4]
+
+
+def test_axial_shift_dilation2_moves_by_multiples() -> None:
+    x = torch.zeros(1, 3, 1, 9)
+    x[0, :, 0, 4] = 1
+    out = create_affinity("axial_shift", dim=3, shift_size=3, dilation=2, axis="w")(x)
+    assert [int(torch.nonzero(out[0, g, 0])) for g in range(3)] == [2, 4, 6]
+
+
+def test_axial_shift_few_channels_follow_torch_chunk() -> None:
+    """C=7, s=5: torch.chunk gives groups of 2, 2, 2, 1 (4 groups, shifts −2..+1)."""
+    aff = create_affinity("axial_shift", dim=7, shift_size=5, axis="w")
+    assert aff.sizes == [c.shape[1] for c in torch.chunk(torch.zeros(1, 7, 1, 1), 5, 1)]
+    assert aff.shifts == [-2, -1, 0, 1]
+
+
+def test_spatial_shift_groups_and_borders() -> None:
+    """S2-MLP: groups move +1 W, −1 W, +1 H, −1 H; the border keeps its own value."""
+    h, w = 4, 5
+    base = torch.arange(h * w, dtype=torch.float64).view(1, 1, h, w)
+    x = base.expand(1, 4, h, w).contiguous()
+    out = create_affinity("spatial_shift", dim=4)(x)[0]
+    b = base[0, 0]
+    assert torch.equal(out[0][:, 1:], b[:, :-1]) and torch.equal(out[0][:, 0], b[:, 0])
+    assert torch.equal(out[1][:, :-1], b[:, 1:]) and torch.equal(out[1][:, -1], b[:, -1])
+    assert torch.equal(out[2][1:], b[:-1]) and torch.equal(out[2][0], b[0])
+    assert torch.equal(out[3][:-1], b[1:]) and torch.equal(out[3][-1], b[-1])
+
+
+def test_spatial_shift_is_not_the_smearing_in_place_version() -> None:
+    """Running the paper's pseudo-code literally in place would copy column 0 everywhere."""
+    x = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 4, 1, 5).contiguous()
+    out = create_affinity("spatial_shift", dim=4)(x)
+    assert out[0, 0, 0].tolist() == [0, 0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("channels", "sizes"), [(4, [1, 1, 1, 1]), (7, [1, 2, 2, 2]), (10, [2, 3, 2, 3]), (2, [0, 1, 0, 1])]
+)
+def test_spatial_shift_channel_split(channels: int, sizes: list[int]) -> None:
+    """Splits at C//4, C//2, 3C//4 as the paper's slices; any C works."""
+    aff = create_affinity("spatial_shift", dim=channels)
+    assert aff.sizes == sizes
+    x = torch.randn(2, channels, 3, 4, dtype=torch.float64)
+    torch.testing.assert_close(aff(x), aff.reference(x), atol=1e-12, rtol=0)
