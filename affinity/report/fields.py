@@ -14,7 +14,7 @@ Nothing here draws; every function returns numpy arrays or dataclasses holding t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ COMPARE_DEFAULTS: dict[str, tuple[str, tuple[tuple[str, dict[str, Any]], ...]]] 
         (("axial_shift", {"shift_size": 5, "axis": "w"}), ("axial_shift", {"shift_size": 5, "axis": "h"})),
     ),
     "spatial_shift": ("S²-MLP spatial shift", (("spatial_shift", {}),)),
-    "attention": ("Swin window attention 7×7", (("attention", {"heads": 2, "window": 7}),)),
+    "attention": ("Swin window attention 7×7", (("attention", {"heads": 2, "window_size": 7}),)),
     "token_mlp": ("MLP-Mixer token MLP", (("token_mlp", {}),)),
     "identity": ("identity", (("identity", {}),)),
 }
@@ -153,7 +153,9 @@ def query_maps(
     return maps.detach().to(torch.float64).cpu().numpy().reshape(-1, h, w)
 
 
-def query_row(affinity: Affinity, x: Tensor, query: tuple[int, int], *, dim: int | None = None) -> np.ndarray:
+def query_row(
+    affinity: Callable[[Tensor, Tensor], Tensor], x: Tensor, query: tuple[int, int], *, dim: int | None = None
+) -> np.ndarray:
     """Row ``query`` of the affinity's matrix from its fast path, without building N×N.
 
     The protocol makes ``forward`` linear in the values channel by channel
@@ -163,7 +165,8 @@ def query_row(affinity: Affinity, x: Tensor, query: tuple[int, int], *, dim: int
     ``materialize`` needs O(C·N²). Tested equal to ``query_maps(materialize(x))``.
 
     Args:
-        affinity: any affinity.
+        affinity: any affinity, or any ``fn(v, x)`` linear in ``v`` channel by channel (a
+            linear mixer's aggregation).
         x: ``(B, C_x, H, W)`` block input; only its first sample is used.
         query: output token ``(row, col)``.
         dim: channels of the values (default ``x``'s).
@@ -209,7 +212,7 @@ def support(maps: np.ndarray, *, atol: float = 0.0) -> np.ndarray:
 
 
 def _channel_label(idx: list[int], heads: int | None, channels: int) -> str:
-    if channels == 1:
+    if len(idx) == channels:  # a shared matrix (materialize broadcasts it as one channel)
         return "all channels"
     if heads and channels % heads == 0 and len(idx) == channels // heads and idx[0] % len(idx) == 0:
         return f"head {idx[0] // len(idx)}"

@@ -1,0 +1,46 @@
+"""`affinity show`: the compare figure, a model's layer, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from affinity.cli import cli, main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_writes_one_png_and_names_the_sizes() -> None:
+    result = CliRunner().invoke(
+        cli, ["show", "--compare", "dwconv,axial_shift,spatial_shift,attention,token_mlp", "--out", "cmp.png"]
+    )
+    assert result.exit_code == 0, result.output
+    assert Path("cmp.png").read_bytes().startswith(PNG_MAGIC)
+    out = result.output
+    assert "3×3: 9 tokens" in out
+    assert "s=5: 9 tokens" in out
+    assert "shift: 4 tokens" in out
+    assert "7×7: 49 tokens" in out
+    assert "token MLP: 196 tokens" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["show", "--compare", "axial_shift", "--query", "99,0"], "--query"),
+        (["show", "--compare", "axial_shfit"], "axial_shift"),
+        (["show", "--compare", "axial_shift:shift_size=4"], "shift_size"),
+        (["show"], "MODEL"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not list(Path().glob("*.png"))
