@@ -1,0 +1,544 @@
+"""Architectures as data: frozen ``StageCfg`` / ``ModelCfg``, their YAML form and overrides.
+
+A ``ModelCfg`` holds the architecture only; ``num_classes``, ``img_size`` and ``in_chans`` are
+build arguments of ``create_model``. Every token mixer is a ``MixerCfg`` (affinity.ops.config),
+so a registered model, a YAML file and a search trial all describe a network the same way.
+
+YAML form (what ``save_model_config`` writes)::
+
+    model:
+      family: hierarchical
+      norm: groupnorm
+      stages:
+        - {dim: 96, depth: 2, patch_size: 4, channel_mlp_ratio: 4.0, mixer: {branches: [...]}}
+        ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from affinity.errors import ConfigError, UnknownNameError
+from affinity.ops.config import BranchCfg, MixerCfg
+
+FAMILIES = ("isotropic", "hierarchical")
+#: block norms in the (B, C, H, W) layout: layernorm over C; groupnorm with one group (over
+#: C, H, W; AS-MLP); batchnorm (RepMLPNet, Container); affine: per-channel α·x + β (ResMLP).
+NORMS = ("layernorm", "groupnorm", "batchnorm", "affine")
+#: stage-0 embedding: ``patch``: p×p stride-p conv with bias [+ embed_norm];
+#: ``conv_bn_relu``: p×p stride-p conv without bias, BatchNorm, ReLU (RepMLPNet).
+STEMS = ("patch", "conv_bn_relu")
+#: embedding at the start of stages 1..: ``merge``: p×p space-to-depth, norm over p²C, linear
+#: p²C -> C' without bias (Swin, AS-MLP); ``patch`` and ``conv_bn_relu`` as for the stem.
+DOWNSAMPLES = ("merge", "patch", "conv_bn_relu")
+POOLS = ("avg", "token")
+GATES = ("global_perceptron",)
+ACTS = ("gelu", "relu")
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    """One stage: an embedding (patch embedding or downsampling) then ``depth`` blocks.
+
+    Args:
+        dim: channels of the stage.
+        depth: number of blocks.
+        mixer: the token mixer of every block (a ``ContextAggregation``).
+        patch_size: stride of the stage's embedding (the stem's patch size for stage 0).
+        channel_mlp_ratio: hidden width of the channel MLP over ``dim``.
+        pos_mixer: a residual token mixer run before the block's pre-norm,
+            ``x = x + pos_mixer(x)`` (Container's conditional position encoding, a depthwise
+            3×3 conv); ``None`` for none.
+        alt_mixer: the token mixer of every second block (blocks 1, 3, ...), or ``None`` for
+            ``mixer`` everywhere (Swin: shifted windows in every second block).
+    """
+
+    dim: int
+    depth: int
+    mixer: MixerCfg
+    patch_size: int = 2
+    channel_mlp_ratio: float = 4.0
+    pos_mixer: MixerCfg | None = None
+    alt_mixer: MixerCfg | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("dim", self.dim, 1)
+        _check_int("depth", self.depth, 1)
+        _check_int("patch_size", self.patch_size, 1)
+        if not isinstance(self.channel_mlp_ratio, (int, float)) or self.channel_mlp_ratio <= 0:
+            raise ConfigError(f"channel_mlp_ratio={self.channel_mlp_ratio!r} is not allowed: a number > 0")
+        if not isinstance(self.mixer, MixerCfg):
+            raise ConfigError(f"mixer={self.mixer!r} is not allowed: a MixerCfg")
+        for name in ("pos_mixer", "alt_mixer"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, MixerCfg):
+                raise ConfigError(f"{name}={value!r} is not allowed: a MixerCfg or None")
+
+    def mixer_of(self, block: int) -> MixerCfg:
+        """The token mixer of block ``block`` of this stage."""
+        return self.alt_mixer if self.alt_mixer is not None and block % 2 == 1 else self.mixer
+
+    def mixers(self) -> dict[str, MixerCfg]:
+        """Every mixer config of the stage by field name (``mixer``, ``pos_mixer``, ``alt_mixer``)."""
+        out = {"mixer": self.mixer, "pos_mixer": self.pos_mixer, "alt_mixer": self.alt_mixer}
+        return {k: v for k, v in out.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "depth": self.depth,
+            "patch_size": self.patch_size,
+            "channel_mlp_ratio": self.channel_mlp_ratio,
+            "mixer": self.mixer.to_dict(),
+            "pos_mixer": None if self.pos_mixer is None else self.pos_mixer.to_dict(),
+            "alt_mixer": None if self.alt_mixer is None else self.alt_mixer.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "stage") -> StageCfg:
+        kwargs = _fields(cls, data, where)
+        for key in ("mixer", "pos_mixer", "alt_mixer"):
+            value = kwargs.get(key)
+            if isinstance(value, Mapping):
+                kwargs[key] = _mixer_from_dict(value, f"{where}.{key}")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """A whole network: its family, stages and the layers around the token mixers.
+
+    Args:
+        family: ``isotropic`` (one stage, one resolution: Mixer, ResMLP, S2-MLP, DeiT) or
+            ``hierarchical`` (several stages, each starting with a downsampling).
+        stages: the stages, in order (exactly one for ``isotropic``).
+        norm: norm of the blocks' pre-norms and of ``merge`` downsampling (see ``NORMS``).
+        norm_eps: epsilon of those norms.
+        stem: the stage-0 embedding (see ``STEMS``).
+        downsample: the embedding of later stages (see ``DOWNSAMPLES``).
+        embed_norm: norm after a ``patch`` embedding (stem or downsample), or ``None``.
+        head_norm: norm before pooling, or ``None``.
+        pool: ``avg`` (global average) or ``token`` (the class token).
+        channel_mlp_act: activation of the channel MLP.
+        channel_mlp_bias: biases on the channel MLP's two 1×1 layers.
+        channel_mlp_norm: a norm after each channel-MLP layer (RepMLPNet's conv-BN), or None.
+        layer_scale: LayerScale initial value on both residual branches; ``"auto"`` picks
+            ResMLP's rule from the total depth (0.1 up to 18, 1e-5 up to 24, 1e-6 beyond);
+            ``None`` for none.
+        drop_path_rate: stochastic depth, increasing linearly to this rate over the blocks.
+        class_token: prepend a learned class token (isotropic only).
+        pos_embed: add a learned position embedding to the tokens (isotropic only).
+        gate: a per-channel gate on the mixer output computed from the pooled block input
+            (``global_perceptron``: RepMLPNet), or ``None``.
+        gate_reduce: hidden width reduction of the gate's two layers.
+    """
+
+    family: str
+    stages: tuple[StageCfg, ...]
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    stem: str = "patch"
+    downsample: str = "merge"
+    embed_norm: str | None = None
+    head_norm: str | None = "layernorm"
+    pool: str = "avg"
+    channel_mlp_act: str = "gelu"
+    channel_mlp_bias: bool = True
+    channel_mlp_norm: str | None = None
+    layer_scale: float | str | None = None
+    drop_path_rate: float = 0.0
+    class_token: bool = False
+    pos_embed: bool = False
+    gate: str | None = None
+    gate_reduce: int = 4
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stages, list):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        choices: tuple[tuple[str, Any, tuple[Any, ...]], ...] = (
+            ("family", self.family, FAMILIES),
+            ("norm", self.norm, NORMS),
+            ("stem", self.stem, STEMS),
+            ("downsample", self.downsample, DOWNSAMPLES),
+            ("embed_norm", self.embed_norm, (*NORMS, None)),
+            ("head_norm", self.head_norm, (*NORMS, None)),
+            ("pool", self.pool, POOLS),
+            ("channel_mlp_act", self.channel_mlp_act, ACTS),
+            ("channel_mlp_norm", self.channel_mlp_norm, (*NORMS, None)),
+            ("gate", self.gate, (*GATES, None)),
+        )
+        for name, value, allowed in choices:
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not allowed: one of {list(allowed)}")
+        if not self.stages or not all(isinstance(s, StageCfg) for s in self.stages):
+            raise ConfigError(f"stages={self.stages!r} is not allowed: a non-empty list of stages")
+        if self.family == "isotropic" and len(self.stages) != 1:
+            raise ConfigError(
+                f"stages has {len(self.stages)} entries for family='isotropic': "
+                "an isotropic model has one stage"
+            )
+        if (self.class_token or self.pos_embed) and self.family != "isotropic":
+            raise ConfigError("class_token/pos_embed=True is not allowed: only for family='isotropic'")
+        if self.pool == "token" and not self.class_token:
+            raise ConfigError("pool='token' is not allowed without class_token=True")
+        if not (isinstance(self.drop_path_rate, (int, float)) and 0.0 <= self.drop_path_rate < 1.0):
+            raise ConfigError(f"drop_path_rate={self.drop_path_rate!r} is not allowed: a number in [0, 1)")
+        ls = self.layer_scale
+        if not (ls is None or ls == "auto" or (isinstance(ls, (int, float)) and ls > 0)):
+            raise ConfigError(f"layer_scale={ls!r} is not allowed: a number > 0, 'auto' or null")
+        if (
+            isinstance(self.norm_eps, bool)
+            or not isinstance(self.norm_eps, (int, float))
+            or self.norm_eps <= 0
+        ):
+            raise ConfigError(f"norm_eps={self.norm_eps!r} is not allowed: a number > 0")
+        _check_int("gate_reduce", self.gate_reduce, 1)
+
+    # --- derived -----------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Total number of blocks."""
+        return sum(s.depth for s in self.stages)
+
+    @property
+    def stride(self) -> int:
+        """Total downsampling factor (product of the stages' patch sizes)."""
+        out = 1
+        for s in self.stages:
+            out *= s.patch_size
+        return out
+
+    def layer_scale_init(self) -> float | None:
+        """The LayerScale initial value this config asks for (``auto`` resolved)."""
+        if self.layer_scale == "auto":
+            return 0.1 if self.depth <= 18 else 1e-5 if self.depth <= 24 else 1e-6
+        return None if self.layer_scale is None else float(self.layer_scale)
+
+    # --- dict / YAML --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = [s.to_dict() for s in value] if f.name == "stages" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "model") -> ModelCfg:
+        """Build from the dict form; an unknown key raises ``ConfigError`` naming its path."""
+        kwargs = _fields(cls, data, where)
+        stages = kwargs.get("stages")
+        if not isinstance(stages, (list, tuple)):
+            raise ConfigError(f"{where}.stages={stages!r} is not allowed: a list of stages")
+        kwargs["stages"] = tuple(
+            s if isinstance(s, StageCfg) else StageCfg.from_dict(s, f"{where}.stages[{i}]")
+            for i, s in enumerate(stages)
+        )
+        try:
+            cfg = cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+        return cfg
+
+
+# --- branch parameters ---------------------------------------------------------------------
+#: constructor arguments an affinity gets from the model, never from a config
+_BUILD_ARGS = {"self", "dim", "hw"}
+
+
+def affinity_params(name: str) -> set[str] | None:
+    """Hyperparameter names the registered affinity ``name`` accepts (None: takes **kwargs)."""
+    from affinity.ops import AFFINITIES
+
+    _import_ops()
+    cls = AFFINITIES.get(name)
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return {p for p in sig.parameters if p not in _BUILD_ARGS}
+
+
+def _import_ops() -> None:
+    """Register every affinity (the ops package registers on import of its modules)."""
+    import importlib
+    import pkgutil
+
+    import affinity.ops as ops
+
+    for mod in pkgutil.iter_modules(ops.__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"affinity.ops.{mod.name}")
+
+
+def check_mixer(mixer: MixerCfg, where: str) -> None:
+    """Every branch names a registered affinity and only parameters it accepts."""
+    from affinity.ops import AFFINITIES
+
+    _import_ops()
+    for i, branch in enumerate(mixer.branches):
+        if branch.affinity not in AFFINITIES:
+            try:
+                AFFINITIES.get(branch.affinity)
+            except UnknownNameError as exc:
+                raise ConfigError(f"{where}.branches[{i}].affinity: {exc}") from None
+        accepted = affinity_params(branch.affinity)
+        if accepted is None:
+            continue
+        for key in branch.params:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{where}.branches[{i}].params.{key} is not a known key of affinity "
+                    f"{branch.affinity!r}: allowed {sorted(accepted)}"
+                )
+
+
+def check_model(cfg: ModelCfg, where: str = "model") -> None:
+    """Validate every mixer's branches against the registered affinities."""
+    for i, stage in enumerate(cfg.stages):
+        for name, mixer in stage.mixers().items():
+            check_mixer(mixer, f"{where}.stages[{i}].{name}")
+
+
+# --- overrides -------------------------------------------------------------------------------
+_STAGE_FIELDS = ("dim", "depth", "patch_size", "channel_mlp_ratio", "mixer", "pos_mixer", "alt_mixer")
+_STAGE_ALIASES = {
+    "dims": "dim",
+    "depths": "depth",
+    "patch_sizes": "patch_size",
+    "channel_mlp_ratios": "channel_mlp_ratio",
+}
+_MIXER_FIELDS = tuple(f.name for f in dataclasses.fields(MixerCfg) if f.name != "branches")
+
+
+def apply_overrides(cfg: ModelCfg, **overrides: Any) -> ModelCfg:
+    """A copy of ``cfg`` with architecture fields changed, validated.
+
+    A key is, in order: a ``ModelCfg`` field (``norm``, ``drop_path_rate``, ...); a stage
+    field (``dim``/``dims``, ``depth``/``depths``, ``patch_size``, ``channel_mlp_ratio``,
+    ``mixer``), one value for every stage or a list with one per stage; a ``MixerCfg`` field
+    (``connection``, ``coefficients``, ``alpha``, ...) for every stage's mixer; or a branch
+    parameter (``shift_size``, ``heads``, ``window``, ``kernel_size``, ...) set on every
+    branch whose affinity accepts it, again one value or one per stage. Where a stage's
+    ``mixer`` and ``alt_mixer`` differ on that parameter (Swin's shift in every second
+    block), the override changes ``alt_mixer`` only. Overriding ``mixer`` drops
+    ``alt_mixer`` unless it is overridden too.
+
+    Args:
+        cfg: the base configuration.
+        **overrides: the fields to change.
+
+    Raises:
+        ConfigError: naming the field when it is unknown or its value is not allowed.
+    """
+    if not overrides:
+        return cfg
+    top = {f.name for f in dataclasses.fields(ModelCfg)} - {"stages"}
+    model_kw: dict[str, Any] = {}
+    stages = list(cfg.stages)
+    n = len(stages)
+    for key, value in overrides.items():
+        if key in top:
+            model_kw[key] = value
+            continue
+        fname = _STAGE_ALIASES.get(key, key)
+        if fname in _STAGE_FIELDS:
+            values = _per_stage(key, value, n, seq_ok=False)
+            new = []
+            for s, v in zip(stages, values):
+                if fname in ("mixer", "pos_mixer", "alt_mixer") and isinstance(v, Mapping):
+                    v = _mixer_from_dict(v, key)
+                extra = {"alt_mixer": None} if fname == "mixer" and "alt_mixer" not in overrides else {}
+                new.append(_replace(s, key, **{fname: v}, **extra))
+            stages = new
+            continue
+        if key in _MIXER_FIELDS:
+            values = _per_stage(key, value, n, seq_ok=False)
+            stages = [
+                _replace(s, key, mixer=_replace(s.mixer, key, **{key: v}))
+                if s.alt_mixer is None
+                else _replace(
+                    s,
+                    key,
+                    mixer=_replace(s.mixer, key, **{key: v}),
+                    alt_mixer=_replace(s.alt_mixer, key, **{key: v}),
+                )
+                for s, v in zip(stages, values)
+            ]
+            continue
+        values = _per_stage(key, value, n, seq_ok=True)
+        hit = False
+        new = []
+        for s, v in zip(stages, values):
+            changes = {}
+            for name, m in s.mixers().items():
+                if name == "mixer" and s.alt_mixer is not None and _differs(s.mixer, s.alt_mixer, key):
+                    continue  # the alternation itself (Swin's shift): the override sets alt_mixer
+                m2, changed = _set_branch_param(m, key, v)
+                if changed:
+                    changes[name] = m2
+            hit = hit or bool(changes)
+            new.append(_replace(s, key, **changes) if changes else s)
+        if not hit:
+            allowed = sorted(
+                top | set(_STAGE_FIELDS) | set(_STAGE_ALIASES) | set(_MIXER_FIELDS) | _branch_keys(cfg)
+            )
+            raise ConfigError(
+                f"override {key}={value!r} is not a known architecture field: allowed {allowed}"
+            )
+        stages = new
+    try:
+        out = dataclasses.replace(cfg, stages=tuple(stages), **model_kw)
+    except ConfigError as exc:
+        raise ConfigError(f"override {exc}") from None
+    check_model(out)
+    return out
+
+
+def _branch_keys(cfg: ModelCfg) -> set[str]:
+    keys: set[str] = set()
+    for s in cfg.stages:
+        for m in s.mixers().values():
+            for b in m.branches:
+                keys |= affinity_params(b.affinity) or set(b.params)
+    return keys
+
+
+def _differs(a: MixerCfg, b: MixerCfg, key: str) -> bool:
+    """Whether two mixers give the branch parameter ``key`` different values."""
+    va = [br.params.get(key) for br in a.branches]
+    vb = [br.params.get(key) for br in b.branches]
+    return va != vb
+
+
+def _set_branch_param(mixer: MixerCfg, key: str, value: Any) -> tuple[MixerCfg, bool]:
+    branches = []
+    changed = False
+    for b in mixer.branches:
+        accepted = affinity_params(b.affinity)
+        if (accepted is None and key in b.params) or (accepted is not None and key in accepted):
+            b = dataclasses.replace(b, params={**b.params, key: value})
+            changed = True
+        branches.append(b)
+    return (dataclasses.replace(mixer, branches=tuple(branches)) if changed else mixer), changed
+
+
+def _per_stage(key: str, value: Any, n: int, *, seq_ok: bool) -> list[Any]:
+    """One value per stage: a list of length n is per stage, anything else is broadcast."""
+    if isinstance(value, (list, tuple)) and not isinstance(value, MixerCfg):
+        if len(value) == n:
+            return list(value)
+        if not seq_ok:
+            raise ConfigError(
+                f"override {key}={value!r} is not allowed: one value or a list of {n} (one per stage)"
+            )
+    return [value] * n
+
+
+def _replace(obj: Any, key: str, **changes: Any) -> Any:
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ConfigError as exc:
+        raise ConfigError(f"override {key}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"override {key}: {exc}") from None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name}={value!r} is not allowed: an integer >= {low}")
+
+
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}={data!r} is not allowed: a mapping")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{where}.{key} is not a known key: allowed {sorted(known)}")
+    return dict(data)
+
+
+def _mixer_from_dict(data: Mapping[str, Any], where: str) -> MixerCfg:
+    try:
+        mixer = MixerCfg.from_dict(data, where)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(where) else f"{where}.{msg}") from None
+    check_mixer(mixer, where)
+    return mixer
+
+
+def _to_yaml_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _to_yaml_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_yaml_value(v) for v in value]
+    return value
+
+
+def load_model_config(path: str | Path) -> ModelCfg:
+    """Read a model-config YAML file (top-level key ``model``, or the fields directly).
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or holds an unknown/invalid field (the
+            message starts with the key path, e.g. ``model.stages[2].mixer...``).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"model config {str(path)!r} is not a file: give a registered model name or a YAML path"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"model config {str(path)!r} is not valid YAML: {exc}") from None
+    if isinstance(data, Mapping) and set(data) == {"model"}:
+        data = data["model"]
+    return ModelCfg.from_dict(data, "model")
+
+
+def save_model_config(cfg: ModelCfg, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML under the key ``model`` (read back by ``load_model_config``)."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump({"model": _to_yaml_value(cfg.to_dict())}, sort_keys=False)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def mixer_cfg(branches: Sequence[BranchCfg], **kwargs: Any) -> MixerCfg:
+    """Shorthand used by the presets: ``MixerCfg(branches=tuple(branches), **kwargs)``."""
+    return MixerCfg(branches=tuple(branches), **kwargs)
+
+
+__all__ = [
+    "FAMILIES",
+    "NORMS",
+    "ModelCfg",
+    "StageCfg",
+    "apply_overrides",
+    "check_model",
+    "load_model_config",
+    "mixer_cfg",
+    "save_model_config",
+]

@@ -1,0 +1,241 @@
+"""Layers around the token mixers, all in the (B, C, H, W) layout: norms, LayerScale,
+DropPath, the channel MLP, RepMLPNet's global perceptron, and the patch embeddings.
+
+None of these mixes tokens: every token mixer is a ``ContextAggregation`` (affinity.ops).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map (each position normalised alone)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Affine(nn.Module):
+    """ResMLP's norm replacement: per-channel ``α·x + β`` (Touvron et al. 2022, eq. 1).
+
+    Args:
+        dim: channels.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.alpha[:, None, None] + self.beta[:, None, None]
+
+
+def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
+    """The norm ``kind`` over ``dim`` channels of a (B, C, H, W) map (None: identity).
+
+    Args:
+        kind: ``layernorm`` | ``groupnorm`` (one group, AS-MLP) | ``batchnorm`` | ``affine``.
+        dim: channels.
+        eps: epsilon of the normalising kinds.
+    """
+    if kind is None:
+        return nn.Identity()
+    if kind == "layernorm":
+        return LayerNorm2d(dim, eps=eps)
+    if kind == "groupnorm":
+        return nn.GroupNorm(1, dim, eps=eps)
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(dim, eps=eps)
+    if kind == "affine":
+        return Affine(dim)
+    raise ValueError(f"unknown norm {kind!r}")  # configs are validated before this
+
+
+def make_act(kind: str) -> nn.Module:
+    return nn.GELU() if kind == "gelu" else nn.ReLU()
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual scale γ (CaiT / ResMLP), initialised at ``init``.
+
+    Args:
+        dim: channels.
+        init: initial value of every γ.
+    """
+
+    def __init__(self, dim: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma[:, None, None]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample while training.
+
+    Args:
+        rate: drop probability.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+class ChannelMlp(nn.Module):
+    """The channel MLP ``fc2(act(fc1(x)))`` as two 1×1 convolutions (channel mixing only).
+
+    Args:
+        dim: channels in and out.
+        hidden: hidden channels.
+        act: ``gelu`` or ``relu``.
+        bias: biases on both layers.
+        norm: a norm after each layer (RepMLPNet's conv-BN pairs), or None.
+    """
+
+    def __init__(
+        self, dim: int, hidden: int, *, act: str = "gelu", bias: bool = True, norm: str | None = None
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1, bias=bias)
+        self.norm1 = make_norm(norm, hidden)
+        self.act = make_act(act)
+        self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
+        self.norm2 = make_norm(norm, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.norm1(self.fc1(x)))  # (B, hidden, H, W)
+        return self.norm2(self.fc2(x))  # (B, C, H, W)
+
+
+class GlobalPerceptron(nn.Module):
+    """RepMLPNet's global perceptron: a per-channel sigmoid gate from the pooled input.
+
+    ``gate = sigmoid(fc2(relu(fc1(avgpool(x)))))``, shape (B, C, 1, 1). It mixes channels of
+    one pooled vector, not tokens; the block multiplies the token mixer's output by it
+    (Ding et al., CVPR 2022, sec. 3.2).
+
+    Args:
+        dim: channels.
+        hidden: hidden width (``dim // reduce``).
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        g = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        return torch.sigmoid(self.fc2(F.relu(self.fc1(g))))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p×p patches to ``out_dim`` channels: a p×p stride-p conv [+ norm].
+
+    Args:
+        in_dim: input channels.
+        out_dim: output channels.
+        patch_size: p.
+        norm: norm after the projection, or None.
+        eps: its epsilon.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, patch_size: int, *, norm: str | None = None, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_dim, out_dim, patch_size, stride=patch_size)
+        self.norm = make_norm(norm, out_dim, eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.proj(x))  # (B, out_dim, H/p, W/p)
+
+
+class ConvBnRelu(nn.Sequential):
+    """RepMLPNet's embedding: p×p stride-p conv without bias, BatchNorm, ReLU.
+
+    Args:
+        in_dim: input channels.
+        out_dim: output channels.
+        patch_size: p.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, patch_size: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_dim, out_dim, patch_size, stride=patch_size, bias=False),
+            nn.BatchNorm2d(out_dim),
+            nn.ReLU(),
+        )
+
+
+class PatchMerging(nn.Module):
+    """Swin / AS-MLP patch merging: p×p space-to-depth, norm over p²C, linear p²C -> C' (no bias).
+
+    Args:
+        in_dim: input channels C.
+        out_dim: output channels C'.
+        patch_size: p (2 in both papers).
+        norm: the norm over p²C.
+        eps: its epsilon.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, patch_size: int, *, norm: str, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.norm = make_norm(norm, patch_size * patch_size * in_dim, eps)
+        self.reduction = nn.Conv2d(patch_size * patch_size * in_dim, out_dim, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pixel_unshuffle(x, self.patch_size)  # (B, p²C, H/p, W/p)
+        return self.reduction(self.norm(x))
+
+
+class ClassTokenPos(nn.Module):
+    """Flatten the map to one row of tokens, prepend a class token, add a position embedding.
+
+    The sequence is carried as a (B, C, 1, 1+N) map (affinity.ops.base: only spatially
+    agnostic affinities accept it).
+
+    Args:
+        dim: channels.
+        num_tokens: N, the patch tokens.
+        class_token: prepend a learned class token.
+        pos_embed: add a learned position embedding over all tokens.
+    """
+
+    def __init__(self, dim: int, num_tokens: int, *, class_token: bool, pos_embed: bool) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, dim, 1, 1)) if class_token else None
+        n = num_tokens + (1 if class_token else 0)
+        self.pos_embed = nn.Parameter(torch.zeros(1, dim, 1, n)) if pos_embed else None
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        x = x.flatten(2).unsqueeze(2)  # (B, C, 1, N)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(b, -1, -1, -1), x], dim=3)  # (B, C, 1, 1+N)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return x

@@ -1,0 +1,263 @@
+"""Token-mixer presets: each returns the ``MixerCfg`` of one published mixer.
+
+The model table (affinity.models.zoo) and the search (candidates built from these presets)
+share them, so a searched mixer is the published one with some hyperparameters changed.
+All arguments are keyword-only; every preset is a ``ContextAggregation`` of registered
+affinities, in the block ``x = x + mixer(norm(x))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from affinity.ops.config import BranchCfg, MixerCfg
+
+
+def as_mlp_mixer(
+    *,
+    shift_size: int = 5,
+    dilation: int = 1,
+    padding: str = "zero",
+    connection: str = "parallel",
+    norm: str | None = "groupnorm",
+) -> MixerCfg:
+    """AS-MLP's axial-shift mixer (Lian et al., ICLR 2022, fig. 2; svip-lab/AS-MLP).
+
+    1×1 conv → norm → GELU → [shift along W → 1×1 conv → GELU] and [shift along H → 1×1 conv
+    → GELU] (summed when ``parallel``; H after W when ``serial``) → norm → 1×1 conv.
+
+    Args:
+        shift_size: channel groups of each axial shift (odd).
+        dilation: step between the groups' shifts.
+        padding: ``zero`` | ``circular`` | ``reflect`` | ``replicate``.
+        connection: ``parallel`` (the paper's choice) or ``serial``.
+        norm: the norm around the shifts (GroupNorm with one group in the released code).
+    """
+    params = {"shift_size": shift_size, "dilation": dilation, "padding": padding}
+    return MixerCfg(
+        branches=(
+            BranchCfg("axial_shift", {**params, "axis": "w"}, proj=True, act="gelu"),
+            BranchCfg("axial_shift", {**params, "axis": "h"}, proj=True, act="gelu"),
+        ),
+        connection=connection,
+        coefficients="sum",
+        proj_in=True,
+        proj_in_norm=norm,
+        proj_in_act="gelu",
+        proj_out=True,
+        proj_out_norm=norm,
+    )
+
+
+def s2mlp_mixer() -> MixerCfg:
+    """S²-MLP's spatial-shift mixer (Yu et al., WACV 2022, eq. 4): ``FC2(shift(GELU(FC1(x))))``."""
+    return MixerCfg(
+        branches=(BranchCfg("spatial_shift"),),
+        proj_in=True,
+        proj_in_act="gelu",
+        proj_out=True,
+    )
+
+
+def attention_mixer(
+    *,
+    heads: int,
+    qkv_bias: bool = True,
+    window: int | None = None,
+    shift_size: int = 0,
+    rel_pos_bias: bool = False,
+) -> MixerCfg:
+    """Multi-head self-attention, ``Y = softmax(QKᵀ/√d)·V·W`` (ViT/DeiT; Swin with a window).
+
+    V is the mixer's input projection, W its output projection; the attention affinity owns
+    its Q, K projection.
+
+    Args:
+        heads: attention heads (divides the stage's channels).
+        qkv_bias: biases on the Q, K, V projections.
+        window: window side for windowed attention (Swin), or None for global.
+        shift_size: cyclic shift of the windows (Swin's shifted windows; 0 for none).
+        rel_pos_bias: a learned relative position bias added to the logits (Swin).
+    """
+    params: dict[str, Any] = {"heads": heads, "qkv_bias": qkv_bias}
+    if window is not None:
+        params["window_size"] = window
+        params["shift_size"] = shift_size
+    if rel_pos_bias:
+        params["rel_pos_bias"] = True
+    return MixerCfg(
+        branches=(BranchCfg("attention", params),),
+        coefficients="sum",
+        proj_in=True,
+        proj_bias=qkv_bias,
+        proj_out=True,
+    )
+
+
+def dwconv_mixer(
+    *,
+    kernel_size: int = 5,
+    dilation: int = 1,
+    padding: str = "zero",
+    bias: bool = True,
+    proj: bool = True,
+) -> MixerCfg:
+    """A depthwise-conv mixer, 1×1 → k×k depthwise → 1×1 (Container-Light stages 1–3).
+
+    Args:
+        kernel_size: odd k.
+        dilation: conv dilation.
+        padding: ``zero`` | ``circular`` | ``reflect`` | ``replicate``.
+        bias: bias of the depthwise conv.
+        proj: the 1×1 projections around it (off: the conv alone).
+    """
+    params = {"kernel_size": kernel_size, "dilation": dilation, "padding": padding, "bias": bias}
+    return MixerCfg(branches=(BranchCfg("dwconv", params),), proj_in=proj, proj_out=proj)
+
+
+def pos_conv_mixer(*, kernel_size: int = 3) -> MixerCfg:
+    """Container's conditional position encoding, ``x + dw3×3(x)``: a depthwise conv alone.
+
+    Args:
+        kernel_size: odd k (3 in Container).
+    """
+    return MixerCfg(
+        branches=(BranchCfg("dwconv", {"kernel_size": kernel_size, "bias": True}),),
+        proj_in=False,
+        proj_out=False,
+    )
+
+
+def resmlp_mixer() -> MixerCfg:
+    """ResMLP's token mixer: one ``Linear(N, N)`` across tokens with bias (Touvron et al. 2022)."""
+    return MixerCfg(branches=(BranchCfg("token_mlp", {"bias": True}),), proj_in=False, proj_out=False)
+
+
+def mixer_token_mlp(*, hidden: int, tokens: int | None = None) -> MixerCfg:
+    """MLP-Mixer's token MLP, N → D_S → N with a GELU between (Tolstikhin et al. 2021, eq. 1).
+
+    Two static affinities in series: the first writes a (B, C, 1, D_S) row, the second
+    reads it back to the map.
+
+    Args:
+        hidden: D_S, the token-MLP width.
+        tokens: N; None takes it from the map (so one config serves any input size).
+    """
+    first: dict[str, Any] = {"out_tokens": hidden, "bias": True}
+    second: dict[str, Any] = {"in_tokens": hidden, "bias": True}
+    if tokens is not None:
+        first["in_tokens"] = tokens
+        second["out_tokens"] = tokens
+    return MixerCfg(
+        branches=(BranchCfg("token_mlp", first, act="gelu"), BranchCfg("token_mlp", second)),
+        connection="serial",
+        proj_in=False,
+        proj_out=False,
+    )
+
+
+def container_mixer(
+    *,
+    heads: int,
+    kernel_size: int = 5,
+    coefficients: str = "convex",
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    qkv_bias: bool = True,
+) -> MixerCfg:
+    """Container's mixer: ``((α·A(X) + β·A)·V)·W``, attention plus a depthwise conv on one V.
+
+    As Container-Light's stage 4 (allenai/container ``MixBlock``): α = sigmoid(w), β = 1 − α
+    with one w per block (``convex``).
+
+    Args:
+        heads: attention heads.
+        kernel_size: the depthwise conv's k (static affinity).
+        coefficients: ``convex`` | ``learnable`` | ``fixed`` | ``sum``.
+        alpha: α (fixed value or initial value when learnable).
+        beta: β (likewise).
+        qkv_bias: biases on Q, K and V.
+    """
+    return MixerCfg(
+        branches=(
+            BranchCfg("attention", {"heads": heads, "qkv_bias": qkv_bias}),
+            BranchCfg("dwconv", {"kernel_size": kernel_size, "bias": True}),
+        ),
+        coefficients=coefficients,
+        alpha=alpha,
+        beta=beta,
+        proj_in=True,
+        proj_bias=True,
+        proj_out=True,
+    )
+
+
+def pam_mixer(*, heads: int, qkv_bias: bool = True) -> MixerCfg:
+    """Container-PAM: attention plus a learned per-head static affinity over all tokens,
+    added after the softmax with α = β = 1 (Gao et al. 2021, sec. 3.3 and released code).
+
+    Args:
+        heads: attention heads; the static affinity has one matrix per head.
+        qkv_bias: biases on Q, K and V.
+    """
+    return MixerCfg(
+        branches=(
+            BranchCfg("attention", {"heads": heads, "qkv_bias": qkv_bias}),
+            BranchCfg("token_mlp", {"heads": heads, "bias": False}),
+        ),
+        coefficients="sum",
+        proj_in=True,
+        proj_bias=qkv_bias,
+        proj_out=True,
+    )
+
+
+def repmlp_mixer(*, share: int, kernels: tuple[int, ...] = (1, 3)) -> MixerCfg:
+    """RepMLPNet's token mixer (Ding et al., CVPR 2022): a grouped FC over the whole map, S
+    share sets of hw×hw, plus training-time depthwise conv branches (kernels 1 and 3) with the
+    same S kernel sets; ``reparameterize()`` folds the conv branches into the FC.
+
+    Args:
+        share: S, the share sets (divides the stage's channels).
+        kernels: the local conv branches' kernel sizes (empty for the deploy form).
+    """
+    sets = {"share": share, "share_layout": "interleaved"}
+    branches = [BranchCfg("token_mlp", {**sets, "bias": False})]
+    branches += [BranchCfg("dwconv", {**sets, "kernel_size": k, "bias": False}) for k in kernels]
+    return MixerCfg(branches=tuple(branches), coefficients="sum", proj_in=False, proj_out=False)
+
+
+def identity_mixer() -> MixerCfg:
+    """No token mixing at all (A = I, no projections): the "MLP only" baseline."""
+    return MixerCfg(branches=(BranchCfg("identity"),), proj_in=False, proj_out=False)
+
+
+#: preset name -> function, for the search's YAML (``mixer: {preset: as_mlp, shift_size: 7}``)
+PRESETS = {
+    "as_mlp": as_mlp_mixer,
+    "s2mlp": s2mlp_mixer,
+    "attention": attention_mixer,
+    "dwconv": dwconv_mixer,
+    "pos_conv": pos_conv_mixer,
+    "resmlp": resmlp_mixer,
+    "mixer_token_mlp": mixer_token_mlp,
+    "container": container_mixer,
+    "pam": pam_mixer,
+    "repmlp": repmlp_mixer,
+    "identity": identity_mixer,
+}
+
+__all__ = [
+    "PRESETS",
+    "as_mlp_mixer",
+    "attention_mixer",
+    "container_mixer",
+    "dwconv_mixer",
+    "identity_mixer",
+    "mixer_token_mlp",
+    "pam_mixer",
+    "pos_conv_mixer",
+    "repmlp_mixer",
+    "resmlp_mixer",
+    "s2mlp_mixer",
+]

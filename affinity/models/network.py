@@ -1,0 +1,283 @@
+"""The one network every registered model is: stages of blocks around ContextAggregation mixers.
+
+    stage  = embed (patch embedding / downsampling) [-> class token + position embedding]
+             -> depth × Block
+    Block:   [x = x + pos_mixer(x)]
+             x = x + DropPath(LayerScale(mixer(norm1(x)) [* gate(norm1(x))]))
+             x = x + DropPath(LayerScale(channel_mlp(norm2(x))))
+    head   = norm -> pool (average, or the class token) -> linear
+
+Every token mixer (``mixer`` and ``pos_mixer``) is a ``ContextAggregation`` built from its
+``MixerCfg``; nothing else here mixes tokens. Layout (B, C, H, W) throughout; a class-token
+sequence is a (B, C, 1, 1+N) map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from affinity.errors import ConfigError
+from affinity.models.config import ModelCfg, StageCfg
+from affinity.models.layers import (
+    ChannelMlp,
+    ClassTokenPos,
+    ConvBnRelu,
+    DropPath,
+    GlobalPerceptron,
+    LayerScale,
+    PatchEmbed,
+    PatchMerging,
+    make_norm,
+)
+from affinity.ops.config import MixerCfg
+
+
+def _context_aggregation() -> Any:
+    from affinity.ops.mixer import ContextAggregation
+
+    return ContextAggregation
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: token mixer, then channel MLP (see the module docstring).
+
+    Args:
+        dim: channels.
+        hw: the map's (H, W) (tied affinities need it).
+        mixer: the token mixer's config.
+        pos_mixer: a residual mixer before the block (Container's dw3×3 position code), or None.
+        norm: pre-norm kind; eps its epsilon.
+        channel_mlp_ratio: channel MLP hidden width over ``dim``.
+        mlp_act: channel MLP activation; mlp_bias its biases; mlp_norm its norms.
+        layer_scale: LayerScale initial value, or None.
+        drop_path: stochastic depth rate of this block.
+        gate: ``global_perceptron`` or None; gate_reduce its reduction.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        hw: tuple[int, int],
+        mixer: MixerCfg,
+        pos_mixer: MixerCfg | None = None,
+        norm: str = "layernorm",
+        eps: float = 1e-5,
+        channel_mlp_ratio: float = 4.0,
+        mlp_act: str = "gelu",
+        mlp_bias: bool = True,
+        mlp_norm: str | None = None,
+        layer_scale: float | None = None,
+        drop_path: float = 0.0,
+        gate: str | None = None,
+        gate_reduce: int = 4,
+    ) -> None:
+        super().__init__()
+        aggregation = _context_aggregation()
+        self.pos_mixer = None if pos_mixer is None else aggregation.from_cfg(pos_mixer, dim=dim, hw=hw)
+        self.norm1 = make_norm(norm, dim, eps)
+        self.mixer = aggregation.from_cfg(mixer, dim=dim, hw=hw)
+        self.gate = GlobalPerceptron(dim, max(1, dim // gate_reduce)) if gate else None
+        self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
+        self.norm2 = make_norm(norm, dim, eps)
+        hidden = max(1, round(dim * channel_mlp_ratio))
+        self.mlp = ChannelMlp(dim, hidden, act=mlp_act, bias=mlp_bias, norm=mlp_norm)
+        self.ls2 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pos_mixer is not None:
+            x = x + self.pos_mixer(x)
+        y = self.norm1(x)
+        z = self.mixer(y)
+        if self.gate is not None:
+            z = z * self.gate(y)  # (B, C, 1, 1) channel gate
+        x = x + self.drop_path(self.ls1(z))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+class Stage(nn.Module):
+    """An embedding then ``depth`` blocks at one resolution.
+
+    Args:
+        embed: the stage's patch embedding or downsampling.
+        tokens: class token / position embedding, or None.
+        blocks: the blocks.
+        hw: the stage's map size (H, W), before any class token.
+    """
+
+    def __init__(
+        self, embed: nn.Module, tokens: nn.Module | None, blocks: list[Block], hw: tuple[int, int]
+    ) -> None:
+        super().__init__()
+        self.embed = embed
+        self.tokens = tokens
+        self.blocks = nn.Sequential(*blocks)
+        self.hw = hw
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.embed(x)
+        if self.tokens is not None:
+            x = self.tokens(x)
+        return self.blocks(x)
+
+
+class AffinityNet(nn.Module):
+    """A network built from a ``ModelCfg`` (timm-like interface).
+
+    Args:
+        cfg: the architecture.
+        num_classes: classifier outputs (0: no classifier, features only).
+        img_size: input side (square inputs); must be divisible by ``cfg.stride``.
+        in_chans: input channels.
+    """
+
+    #: the registered name or YAML path it was built from ("custom" for a bare config)
+    name: str = "custom"
+
+    def __init__(
+        self, cfg: ModelCfg, *, num_classes: int = 1000, img_size: int = 224, in_chans: int = 3
+    ) -> None:
+        super().__init__()
+        _check_build(cfg, num_classes=num_classes, img_size=img_size, in_chans=in_chans)
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.img_size = img_size
+        self.in_chans = in_chans
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
+        ls = cfg.layer_scale_init()
+        stages: list[Stage] = []
+        side, prev, k = img_size, in_chans, 0
+        for i, s in enumerate(cfg.stages):
+            side //= s.patch_size
+            hw = (side, side)
+            embed = _embed(cfg, i, prev, s)
+            tokens = None
+            seq_hw = hw
+            if cfg.class_token or cfg.pos_embed:
+                tokens = ClassTokenPos(
+                    s.dim, side * side, class_token=cfg.class_token, pos_embed=cfg.pos_embed
+                )
+                seq_hw = (1, side * side + (1 if cfg.class_token else 0))
+            blocks = []
+            for j in range(s.depth):
+                blocks.append(
+                    Block(
+                        dim=s.dim,
+                        hw=seq_hw,
+                        mixer=adapt_mixer(
+                            s.mixer_of(j), seq_hw, where=f"stages[{i}].mixer", img_size=img_size
+                        ),
+                        pos_mixer=s.pos_mixer,
+                        norm=cfg.norm,
+                        eps=cfg.norm_eps,
+                        channel_mlp_ratio=s.channel_mlp_ratio,
+                        mlp_act=cfg.channel_mlp_act,
+                        mlp_bias=cfg.channel_mlp_bias,
+                        mlp_norm=cfg.channel_mlp_norm,
+                        layer_scale=ls,
+                        drop_path=rates[k],
+                        gate=cfg.gate,
+                        gate_reduce=cfg.gate_reduce,
+                    )
+                )
+                k += 1
+            stages.append(Stage(embed, tokens, blocks, hw))
+            prev = s.dim
+        self.stages = nn.ModuleList(stages)
+        self.num_features = prev
+        self.head_norm = make_norm(cfg.head_norm, prev, cfg.norm_eps)
+        self.head: nn.Module = self._make_head(num_classes)
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        if num_classes <= 0:
+            return nn.Identity()
+        head = nn.Linear(self.num_features, num_classes)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        return head
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Input (B, in_chans, H, W) -> the last stage's normalised map (B, C, h, w)."""
+        for stage in self.stages:
+            x = stage(x)
+        return self.head_norm(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """Pool the features (average, or the class token) and classify."""
+        x = x[:, :, 0, 0] if self.cfg.pool == "token" else x.mean(dim=(2, 3))  # (B, C)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: none)."""
+        self.num_classes = num_classes
+        self.head = self._make_head(num_classes)
+
+    @torch.no_grad()
+    def reparameterize(self) -> AffinityNet:
+        """Fold every mixer's train-time branches into one affinity where possible (RepMLP).
+
+        See ``affinity.models.reparam``; returns ``self`` (in eval mode).
+        """
+        from affinity.models.reparam import reparameterize_model
+
+        reparameterize_model(self)
+        return self
+
+
+def _embed(cfg: ModelCfg, i: int, in_dim: int, s: StageCfg) -> nn.Module:
+    kind = cfg.stem if i == 0 else cfg.downsample
+    if kind == "patch":
+        return PatchEmbed(in_dim, s.dim, s.patch_size, norm=cfg.embed_norm, eps=cfg.norm_eps)
+    if kind == "conv_bn_relu":
+        return ConvBnRelu(in_dim, s.dim, s.patch_size)
+    return PatchMerging(in_dim, s.dim, s.patch_size, norm=cfg.norm, eps=cfg.norm_eps)
+
+
+def _check_build(cfg: ModelCfg, *, num_classes: int, img_size: int, in_chans: int) -> None:
+    for name, value, low in (
+        ("num_classes", num_classes, 0),
+        ("img_size", img_size, 1),
+        ("in_chans", in_chans, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name}={value!r} is not allowed: an integer >= {low}")
+    if img_size % cfg.stride:
+        ok = [m * cfg.stride for m in (1, 2, 4, 7, 8, 14)]
+        raise ConfigError(
+            f"img_size={img_size} is not allowed for this model: it must be divisible by the total "
+            f"stride {cfg.stride} (product of the stages' patch sizes), e.g. {ok}"
+        )
+
+
+def adapt_mixer(mixer: MixerCfg, hw: tuple[int, int], *, where: str, img_size: int) -> MixerCfg:
+    """Fit windowed attention to the map, as Swin does: a window as large as the map becomes
+    the whole map with no shift; a map that the window does not tile is bad input."""
+    branches = []
+    changed = False
+    for b in mixer.branches:
+        window = b.params.get("window_size")
+        if window is not None:
+            h, w = hw
+            if window >= min(h, w):
+                if h != w:
+                    raise ConfigError(
+                        f"img_size={img_size}: {where} window_size={window} covers a non-square {h}x{w} map"
+                    )
+                b = dataclasses.replace(b, params={**b.params, "window_size": h, "shift_size": 0})
+                changed = True
+            elif h % window or w % window:
+                raise ConfigError(
+                    f"img_size={img_size} is not allowed: {where} has window_size={window}, which does not "
+                    f"tile the {h}x{w} map there; use an img_size whose maps are multiples of {window}, "
+                    f"or a window that divides {h} (or is at least {h})"
+                )
+        branches.append(b)
+    return dataclasses.replace(mixer, branches=tuple(branches)) if changed else mixer
