@@ -1,0 +1,120 @@
+"""``affinity search --space shifts.yaml``: an Optuna study over token-mixer designs."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from affinity.commands._options import device_option, quiet_option
+
+
+@click.command("search")
+@click.option("--space", "space_name", required=True, help="A space file, or a shipped one (shifts.yaml, ...).")
+@click.option("--study", default=None, help="Study name (default: the space's name). Same name: resume.")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root.")
+@click.option("--storage", default=None, help="Optuna storage URL (default: journal file under OUT/STUDY).")
+@click.option("--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest).")
+@click.option("--n-jobs", type=int, default=None, help="Worker processes.")
+@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "grid", "qmc"]), default=None)
+@click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
+              help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
+              help="Pruner for --objective accuracy.")  # fmt: skip
+@click.option("--max-gflops", type=float, default=None, help="Over this (fvcore), a candidate is never trained.")
+@click.option("--max-params", type=float, default=None, help="Over this many million parameters, likewise.")
+@click.option("--dataset", default=None, help="Dataset spec (digits, synthetic, npz:PATH, ...).")
+@click.option("--img-size", type=int, default=None)
+@click.option("--epochs", type=int, default=None)
+@click.option("--max-steps", type=int, default=None, help="Step budget per trial instead of epochs.")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", type=float, default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--check", is_flag=True, help="Validate the space and print what it searches; run nothing.")
+@device_option
+@quiet_option
+def command(space_name: str, study: str | None, out: str, storage: str | None, check: bool, device: str,
+            quiet: bool, **overrides: Any) -> None:  # fmt: skip
+    """Run an Optuna study over token-mixer designs, ranked by accuracy and FLOPs.
+
+    Every candidate is built from the space, costed with fvcore (before training; over a
+    --max-gflops/--max-params budget it is recorded and never trained), trained briefly and
+    written to OUT/STUDY/leaderboard.csv with its Pareto rank; the front's model configs go
+    to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
+    fvcore's: one multiply-add counts as one FLOP.
+    """
+    from rich.console import Console
+
+    from affinity.commands._options import resolve_device, show_progress
+    from affinity.errors import StudyError
+    from affinity.search.space import check_space, load_space, with_overrides
+    from affinity.search.study import grid_size
+
+    from affinity.search.runner import _quiet_optuna
+
+    _quiet_optuna()
+    space = load_space(space_name)
+    settings = with_overrides(space.settings, **overrides)
+    if settings.img_size != space.settings.img_size:
+        check_space(space, settings.img_size)
+    target = settings.n_trials
+    notes = []
+    if settings.sampler == "grid":
+        size = grid_size(space)
+        if size < target:
+            notes.append(f"the grid has {size} points: n_trials {target} -> {size}")
+            target = size
+    name = study or space.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise StudyError(f"--study: {name!r} is not allowed; allowed: letters, digits, _ . - (a folder name)")
+    console = Console()
+    if check:
+        console.print(f"space {space.name} ({space.source}): valid")
+        for pname, values in space.distributions().items():
+            console.print(f"  {pname}: {'continuous' if values is None else values}")
+        return
+    dev = resolve_device(device)
+    # the data is loaded once here so a bad dataset fails before anything is written
+    from affinity.data import load_dataset
+
+    load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed)
+
+    from affinity.search.leaderboard import front_numbers
+    from affinity.search.render import FRONT, leaderboard_table
+    from affinity.search.runner import RunSpec, run_search
+    from affinity.search.study import counted, create_or_resume, default_storage_path, open_storage
+
+    folder = Path(out) / name
+    store = open_storage(storage, default_storage_path(out, name), create=True)
+    st = create_or_resume(name, store, space, settings)
+    done, _ = counted(st.get_trials(deepcopy=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_space(space, folder)
+    n_jobs = settings.n_jobs
+    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    spec = RunSpec(space, settings, name, folder, storage, target, dev, threads)
+    if not quiet:
+        for note in notes:
+            console.print(f"note: {note}", style="dim")
+        if done >= target:
+            console.print(f"study {name} already holds {done} trials (n_trials {target}): nothing to run")
+        elif done:
+            console.print(f"resuming study {name}: {done} trials done, {target - done} to run")
+    _, board, summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
+    if quiet:
+        return
+    front = board[board["number"].isin(front_numbers(board))]
+    console.print(leaderboard_table(front, f"Pareto front of {name} (max val_acc, min GFLOPs)", main=FRONT))
+    console.print(f"leaderboard: {folder / 'leaderboard.csv'} ({len(board)} trials)")
+    console.print(f"front configs: {folder / 'front'}/trial_<n>.yaml (affinity profile / affinity train take them)")
+
+
+def _save_space(space: Any, folder: Path) -> None:
+    """A copy of the space file beside the results (what was searched), written atomically."""
+    from affinity.search.leaderboard import _atomic_write
+
+    if space.source and Path(space.source).is_file():
+        _atomic_write(folder / "space.yaml", Path(space.source).read_text(encoding="utf-8"))

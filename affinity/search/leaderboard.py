@@ -1,0 +1,204 @@
+"""A study's leaderboard: one row per trial, Pareto ranks, and the front's model configs.
+
+Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
+
+- ``number``: the Optuna trial number.
+- ``state``: COMPLETE | PRUNED | FAIL | RUNNING (Optuna's state).
+- ``status``: ok | duplicate | over_budget | pruned | rejected | interrupted | error.
+- ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned).
+- ``gflops``: fvcore GFLOPs of one image (one multiply-add = one FLOP).
+- ``params_m``: parameters, millions.
+- ``latency_ms``: CPU latency at batch 1, one thread, median of 5 runs.
+- ``pareto_rank``: 1 = on the front; non-dominated sorting of the COMPLETE trials,
+  maximising ``val_acc`` and minimising ``gflops``; empty for other trials.
+- ``dominated_by``: how many COMPLETE trials dominate this one (0 on the front).
+- ``duration_s``: wall time of the trial.
+- ``config_hash``: 12 hex digits of the model configuration (duplicates share it).
+- ``duplicate_of``: the trial whose result a duplicate reuses.
+- ``reason``: why a trial was over budget, rejected, pruned or interrupted.
+- then one column per searched parameter, named by its key path (``model.mixer.shift_size``);
+  empty where a conditional parameter did not exist in that trial.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+__all__ = ["COLUMNS", "build_leaderboard", "front_numbers", "pareto_ranks", "write_outputs"]
+
+COLUMNS = (
+    "number",
+    "state",
+    "status",
+    "val_acc",
+    "gflops",
+    "params_m",
+    "latency_ms",
+    "pareto_rank",
+    "dominated_by",
+    "duration_s",
+    "config_hash",
+    "duplicate_of",
+    "reason",
+)
+
+
+def _finite(x: Any) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def pareto_ranks(acc: Sequence[float], gflops: Sequence[float]) -> tuple[list[int], list[int]]:
+    """Non-dominated sorting, maximising ``acc`` and minimising ``gflops``.
+
+    Point a dominates b when it is at least as good on both and strictly better on one.
+
+    Returns:
+        ``(ranks, dominated_by)``: rank 1 is the front, rank k the front once ranks < k are
+        removed; ``dominated_by[i]`` counts the points that dominate point i.
+    """
+    n = len(acc)
+
+    def dominates(a: int, b: int) -> bool:
+        return acc[a] >= acc[b] and gflops[a] <= gflops[b] and (acc[a] > acc[b] or gflops[a] < gflops[b])
+
+    dominated_by = [sum(dominates(j, i) for j in range(n) if j != i) for i in range(n)]
+    ranks = [0] * n
+    left = set(range(n))
+    rank = 1
+    while left:
+        front = {i for i in left if not any(dominates(j, i) for j in left if j != i)}
+        for i in front:
+            ranks[i] = rank
+        left -= front
+        rank += 1
+    return ranks, dominated_by
+
+
+def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of ``study`` (columns: see the module docstring), best first.
+
+    Sorted by Pareto rank, then val accuracy (descending), GFLOPs, trial number; trials
+    without a rank follow.
+    """
+    import pandas as pd
+
+    trials = study.get_trials(deepcopy=False)
+    params: list[str] = []
+    for t in trials:
+        for name in t.params:
+            if name not in params:
+                params.append(name)
+    rows = []
+    for t in trials:
+        attrs = t.user_attrs
+        acc = attrs.get("val_acc")
+        if acc is None and t.values:
+            acc = t.values[0]
+        duration = None
+        if t.datetime_start is not None and t.datetime_complete is not None:
+            duration = (t.datetime_complete - t.datetime_start).total_seconds()
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "status": attrs.get("status", "running" if t.state.name == "RUNNING" else ""),
+            "val_acc": acc,
+            "gflops": attrs.get("gflops"),
+            "params_m": attrs.get("params_m"),
+            "latency_ms": attrs.get("latency_ms"),
+            "pareto_rank": None,
+            "dominated_by": None,
+            "duration_s": duration,
+            "config_hash": attrs.get("config_hash"),
+            "duplicate_of": attrs.get("duplicate_of"),
+            "reason": attrs.get("reason"),
+        }
+        for name in params:
+            row[name] = t.params.get(name)
+        rows.append(row)
+    board = pd.DataFrame(rows, columns=[*COLUMNS, *params])
+    done = [
+        i
+        for i, r in enumerate(rows)
+        if r["state"] == "COMPLETE" and _finite(r["val_acc"]) and _finite(r["gflops"])
+    ]
+    ranks, dominated = pareto_ranks([rows[i]["val_acc"] for i in done], [rows[i]["gflops"] for i in done])
+    board["pareto_rank"] = pd.array([None] * len(rows), dtype="Int64")
+    board["dominated_by"] = pd.array([None] * len(rows), dtype="Int64")
+    board["duplicate_of"] = board["duplicate_of"].astype("Int64")
+    for i, rank, dom in zip(done, ranks, dominated):
+        board.loc[i, "pareto_rank"] = rank
+        board.loc[i, "dominated_by"] = dom
+    for name in params:  # keep ints as ints where a conditional parameter is missing (no 3.0)
+        board[name] = pd.Series([r[name] for r in rows], dtype=object)
+    for col in ("val_acc", "gflops", "params_m", "latency_ms", "duration_s"):
+        board[col] = pd.to_numeric(board[col], errors="coerce").astype(float)
+    if len(board):
+        board = board.sort_values(
+            ["pareto_rank", "val_acc", "gflops", "number"],
+            ascending=[True, False, True, True],
+            na_position="last",
+            kind="mergesort",
+        ).reset_index(drop=True)
+    return board
+
+
+def front_numbers(board: pd.DataFrame) -> list[int]:
+    """Trials on the Pareto front, without duplicates of an earlier front trial."""
+    on = board[(board["pareto_rank"] == 1) & (board["status"] != "duplicate")]
+    return [int(n) for n in on["number"]]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
+    """Write ``leaderboard.csv`` and ``front/trial_<n>.yaml`` under ``folder``, atomically.
+
+    Each file is written to a temporary file beside it and renamed over the old one, so an
+    interrupted run never leaves half a file. Front files of trials no longer on the front
+    are removed.
+
+    Returns:
+        The leaderboard written.
+    """
+    from affinity.models.config import ModelCfg, save_model_config
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    board = build_leaderboard(study)
+    _atomic_write(folder / "leaderboard.csv", board.to_csv(index=False))
+    front_dir = folder / "front"
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    keep = set()
+    for n in front_numbers(board):
+        cfg = by_number[n].user_attrs.get("config")
+        if not isinstance(cfg, dict):
+            continue
+        path = front_dir / f"trial_{n}.yaml"
+        keep.add(path.name)
+        if not path.is_file():
+            save_model_config(ModelCfg.from_dict(cfg), path)
+    if front_dir.is_dir():
+        for old in front_dir.glob("trial_*.yaml"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+    return board

@@ -1,0 +1,254 @@
+"""Opening, creating and resuming a study: storage, directions, samplers and pruners.
+
+Storage: by default an Optuna journal file, ``<out>/<study>/journal.log``, which Optuna
+recommends for several processes on one machine (SQLite locks under concurrent writers);
+``--storage URL`` takes any Optuna storage URL (``sqlite:///x.db``, ``postgresql://...``), or
+a path ending in ``.log`` for a journal file elsewhere.
+
+Trial accounting (``finished`` / ``live``) is shared by the workers: ``n_trials`` is the
+*total* the study should hold, so running the same command again resumes and runs only
+what is missing (as ``optuna.study.MaxTrialsCallback`` does for ``optimize``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from affinity.errors import SpaceError, StudyError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from affinity.search.space import Settings, Space
+
+__all__ = [
+    "STATUSES",
+    "counted",
+    "create_or_resume",
+    "default_storage_path",
+    "directions",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "reap_stale",
+    "study_names",
+]
+
+#: the ``status`` user attribute of every trial, and the Optuna state it goes with:
+#: ok (COMPLETE), duplicate (the state of the trial it repeats), over_budget (PRUNED: costed,
+#: never trained), pruned (PRUNED by the pruner), rejected (FAIL: the models refused the
+#: combination; ``reason`` says why), interrupted (FAIL: Ctrl-C or a dead worker; redone on
+#: resume), error (FAIL: an unexpected exception, a bug).
+STATUSES = ("ok", "duplicate", "over_budget", "pruned", "rejected", "interrupted", "error")
+#: statuses that do not count towards n_trials (the trial is run again on resume)
+NOT_COUNTED = ("interrupted",)
+HOST = socket.gethostname()
+
+
+def default_storage_path(out: str | Path, study: str) -> Path:
+    return Path(out) / study / "journal.log"
+
+
+def open_storage(url: str | None, path: Path, *, create: bool) -> Any:
+    """An Optuna storage: the journal file at ``path`` when ``url`` is None, else ``url``.
+
+    Args:
+        url: any Optuna storage URL, or a ``.log`` journal path; None for the default.
+        path: the default journal file.
+        create: create the journal file (and its folder) when missing; else a missing file is
+            a ``StudyError``.
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url is None or "://" not in url:
+        file = path if url is None else Path(url)
+        if not file.is_file():
+            if not create:
+                raise StudyError(f"no study storage at {file} (run `affinity search` first, or pass --storage URL)")
+            file.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(file)))
+    if url.startswith("sqlite:///") and not create:
+        db = Path(url.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise StudyError(f"--storage {url}: the database file {db} does not exist")
+    try:
+        return optuna.storages.get_storage(url)
+    except Exception as exc:  # a bad URL or an unreachable server is the user's input
+        raise StudyError(f"--storage {url}: cannot be opened: {str(exc).splitlines()[0]}") from None
+
+
+def study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return sorted(s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def directions(objective: str) -> list[str]:
+    """pareto: maximise val accuracy, minimise GFLOPs; accuracy: maximise val accuracy."""
+    return ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
+
+
+def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) -> optuna.Study:
+    """Create the study, or load it when it exists and was run with the same objectives and
+    training settings (a different budget or dataset would make accuracies incomparable)."""
+    import optuna
+
+    wanted = directions(settings.objective)
+    meta = {"objective": settings.objective, "training": settings.training(), "space": space.name}
+    if name in study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        got = [d.name.lower() for d in study.directions]
+        if got != wanted:
+            raise StudyError(
+                f"study {name!r} exists with directions {got} but --objective {settings.objective} "
+                f"wants {wanted}; allowed: the same objective, or a new --study NAME"
+            )
+        stored = study.user_attrs.get("affinity", {}).get("training")
+        if stored is not None:
+            diff = [
+                f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in settings.training().items() if stored.get(k) != v
+            ]
+            if diff:
+                raise StudyError(
+                    f"study {name!r} was trained with other settings ({'; '.join(diff)}); its accuracies "
+                    "would not compare. Allowed: the same settings, or a new --study NAME"
+                )
+        return study
+    study = optuna.create_study(study_name=name, storage=storage, directions=wanted, load_if_exists=True)
+    study.set_user_attr("affinity", meta)
+    return study
+
+
+class _GridSampler:
+    """Optuna's GridSampler without its ``study.stop()`` at exhaustion, which only works inside
+    ``optimize``; the workers here ask and tell, and cap n_trials at the grid size themselves."""
+
+    def __new__(cls, search_space: dict[str, list[Any]], seed: int) -> Any:
+        from optuna.samplers import GridSampler
+
+        class Grid(GridSampler):
+            def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+                return None
+
+        return Grid(search_space, seed=seed)
+
+
+def grid_space(space: Space) -> dict[str, list[Any]]:
+    """The grid of a fully discrete space; a SpaceError naming the first continuous parameter."""
+    grid: dict[str, list[Any]] = {}
+    for name, values in space.distributions().items():
+        if values is None:
+            raise SpaceError(
+                f"{name}: a float range without a step; allowed with --sampler grid: choices, int ranges "
+                "or float ranges with a step (or use tpe, nsga2, random, qmc)"
+            )
+        grid[name] = values
+    return grid
+
+
+def grid_size(space: Space) -> int:
+    size = 1
+    for values in grid_space(space).values():
+        size *= len(values)
+    return size
+
+
+def make_sampler(settings: Settings, space: Space, *, seed: int, n_objectives: int) -> Any:
+    """The sampler named by ``settings.sampler``, seeded with ``seed``.
+
+    TPE is multivariate with ``group=True`` (the space is conditional: a shift's parameters
+    exist only in trials that chose a shift) and a constant liar (several workers).
+    """
+    import optuna
+
+    name = settings.sampler
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            n_startup_trials=max(2, min(10, settings.n_trials // 3)),
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.n_trials // 4)))
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return _GridSampler(grid_space(space), seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(
+            seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False
+        )
+    raise SpaceError(f"--sampler: {name!r} is not allowed; allowed: tpe, nsga2, random, grid, qmc")
+
+
+def make_pruner(settings: Settings) -> Any:
+    """Median or Hyperband on the per-epoch val accuracy (single objective only)."""
+    import optuna
+
+    if settings.objective != "accuracy" or settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, settings.epochs))
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+def counted(trials: list[Any]) -> tuple[int, int]:
+    """(finished trials that count towards n_trials, trials running now)."""
+    from optuna.trial import TrialState
+
+    done = sum(
+        1
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        and t.user_attrs.get("status") not in NOT_COUNTED
+    )
+    running = sum(1 for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING))
+    return done, running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(study: optuna.Study) -> int:
+    """Mark RUNNING trials of dead workers on this machine as FAIL/interrupted (redone later)."""
+    from optuna.trial import TrialState
+
+    reaped = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") == HOST and isinstance(pid, int) and not _alive(pid):
+            with contextlib.suppress(Exception):  # another worker may reap it first
+                study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
+                study._storage.set_trial_user_attr(t._trial_id, "reason", "its worker process died")
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                reaped += 1
+    return reaped
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between the worker processes of this machine (``fcntl.flock``)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
