@@ -14,7 +14,7 @@ from affinity.ops.base import Affinity, register_affinity
 @register_affinity("attention")
 class Attention(Affinity):
     """Self-attention, ``A(X) = softmax(Q Kᵀ / √d + B)`` per head (Vaswani et al. 2017, eq. 1;
-    Container eq. 2; Swin, Liu et al. ICCV 2021, eq. 4 with relative position bias B).
+    Swin, Liu et al. ICCV 2021, eq. 4, with relative position bias B; Container's A(X)).
 
     The values come from the mixer (its ``proj_in`` is ``W_v``); this affinity owns the
     query/key projection ``qk = Linear(dim_x, 2·dim)`` applied per token to the block input
@@ -45,7 +45,9 @@ class Attention(Affinity):
     """
 
     dynamic = True
-    paper = "Self-attention softmax(QK^T/sqrt(d) + B) (Vaswani 2017 eq. 1; Swin, Liu et al. 2021, eq. 4)"
+    paper = (
+        "Self-attention (Vaswani 2017 eq. 1; Swin, Liu et al. 2021, eq. 4): A(X) = softmax(QK^T/sqrt(d) + B)"
+    )
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ def channel_sets(channels: int, sets: int, layout: str, device: torch.device | N
 
 @register_affinity("dwconv")
 class DepthwiseConv(Affinity):
-    """Depthwise convolution (Container, Gao et al. NeurIPS 2021, sec. 3.2: A_static as conv).
+    """Depthwise convolution (Container, Gao et al. NeurIPS 2021: A_static as a conv).
 
     ``out[c, i] = Σ_j A_c[i, j] · v[c, j] (+ bias_c)`` where ``A_c`` is the banded Toeplitz
     matrix of channel c's kernel (entry at the token offset each tap reads), with the
@@ -47,7 +47,7 @@ class DepthwiseConv(Affinity):
         share_layout: ``consecutive`` (default) or ``interleaved`` (RepMLPNet's layout).
     """
 
-    paper = "Container (Gao et al., NeurIPS 2021) sec. 3.2: depthwise conv = banded Toeplitz A_static"
+    paper = "Depthwise conv (Container, Gao et al., NeurIPS 2021): A_static = banded Toeplitz of the kernel"
 
     def __init__(
         self,

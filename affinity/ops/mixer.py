@@ -1,7 +1,7 @@
 """Container's context aggregation, built from a ``MixerCfg`` (see ``affinity.ops.config``).
 
 ``Y = ((α·A(X) + β·A)·V)·W`` with ``V = proj_in(x)`` (Gao et al., "Container: Context
-Aggregation Network", NeurIPS 2021, eq. 4); the block adds the residual ``+ X``.
+Aggregation Network", NeurIPS 2021); the block adds the residual ``+ X``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Branch(nn.Module):
 
 
 class ContextAggregation(nn.Module):
-    """Container's context aggregation (Gao et al. NeurIPS 2021, eq. 4), one token mixer.
+    """Container's context aggregation (Gao et al. NeurIPS 2021), one token mixer.
 
     ``V = proj_in(x)``; parallel: ``U = Σ_b c_b · branch_b(V)``, serial:
     ``U = c_k·branch_k(… c_1·branch_1(V))``, with ``c_b = α`` for dynamic branches and ``β``

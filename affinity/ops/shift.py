@@ -41,14 +41,14 @@ def _axis_matrix(shift: int, h: int, w: int, axis: str, padding: str, like: Tens
 
 @register_affinity("identity")
 class Identity(Affinity):
-    """The identity affinity, ``A = I`` (Container, Gao et al. 2021, eq. 1 with A = I).
+    """The identity affinity, ``A = I`` (Container, Gao et al. 2021, with A = I).
 
     Args:
         dim: channels of ``v``.
         hw: unused (any map size).
     """
 
-    paper = "identity: A = I (Container's degenerate case; a mixer that passes V through)"
+    paper = "Identity (Container, Gao et al., NeurIPS 2021, degenerate case): A = I"
 
     def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
         super().__init__()
@@ -66,7 +66,7 @@ class Identity(Affinity):
 
 @register_affinity("axial_shift")
 class AxialShift(Affinity):
-    """AS-MLP's axial shift (Lian et al., ICLR 2022, sec. 3.2, eq. 2; svip-lab/AS-MLP code).
+    """AS-MLP's axial shift (Lian et al., ICLR 2022; svip-lab/AS-MLP code).
 
     Channels split as ``torch.chunk(v, shift_size, 1)`` splits them (ceil(C/s) each, so
     fewer than ``s`` groups when C is small); group ``g`` moves by ``(g − s//2)·dilation``
@@ -86,7 +86,9 @@ class AxialShift(Affinity):
         axis: ``h`` or ``w``.
     """
 
-    paper = "AS-MLP (Lian et al., ICLR 2022), eq. 2: axial shift of channel groups by (g - s//2)·d"
+    paper = (
+        "Axial shift (AS-MLP, Lian et al., ICLR 2022): out[c,i] = v[c, i - (g(c) - s//2)·d] along one axis"
+    )
 
     def __init__(
         self,
@@ -150,7 +152,7 @@ class AxialShift(Affinity):
 
 @register_affinity("spatial_shift")
 class SpatialShift(Affinity):
-    """S²-MLP's spatial shift (Yu et al., WACV 2022, sec. 3.1, eq. 3 and Algorithm 1).
+    """S²-MLP's spatial shift (Yu et al., WACV 2022, its spatial-shift pseudo-code).
 
     Four channel groups split at ``C//4``, ``C//2``, ``3C//4`` as the paper's slices do
     (``x[..., :c/4]``, ``[c/4:c/2]``, ``[c/2:3c/4]``, ``[3c/4:]``; the last group takes the
@@ -164,7 +166,9 @@ class SpatialShift(Affinity):
         hw: unused (any map size).
     """
 
-    paper = "S2-MLP (Yu et al., WACV 2022), eq. 3: four groups shifted ±1 along W and H"
+    paper = (
+        "Spatial shift (S2-MLP, Yu et al., WACV 2022): out = v moved +1/-1 along W, +1/-1 along H per group"
+    )
 
     #: (shift, axis) per group, axis 3 = W, 2 = H.
     moves = ((1, 3), (-1, 3), (1, 2), (-1, 2))

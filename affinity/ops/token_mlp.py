@@ -21,8 +21,8 @@ class TokenMLP(Affinity):
     (``offset()`` returns it). MLP-Mixer (Tolstikhin et al. 2021, eq. 1) is two such layers,
     N→D_S→N, with a GELU between: a serial mixer of two ``token_mlp`` branches, each with
     its own matrix. ``heads=S > 1`` gives S matrices, each serving C/S channels: RepMLP's
-    grouped FC (Ding et al. 2021, sec. 2.1, ``share_layout='interleaved'`` as its code) and
-    Container-PAM's per-head static affinity (Gao et al. 2021, sec. 3.3,
+    grouped FC (Ding et al. 2021, ``share_layout='interleaved'`` as its code) and
+    Container-PAM's per-head static affinity (Gao et al. 2021,
     ``consecutive``). Initialised as timm's MLP-Mixer/ResMLP (``_init_weights``, non-flax):
     Xavier-uniform weights per matrix, zero bias.
 
@@ -42,7 +42,7 @@ class TokenMLP(Affinity):
         out_tokens: tokens written (default H·W).
     """
 
-    paper = "ResMLP (Touvron et al., TPAMI 2022) eq. 1 / MLP-Mixer token MLP: dense learned A = Linear(N, N)"
+    paper = "Token MLP (ResMLP, Touvron et al., TPAMI 2022, eq. 1; MLP-Mixer eq. 1): A = Linear(N_in, N_out)"
 
     def __init__(
         self,

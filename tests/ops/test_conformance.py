@@ -105,8 +105,8 @@ def test_every_affinity_has_a_factory() -> None:
 def test_every_affinity_names_its_paper() -> None:
     for name in AFFINITIES.names():
         cls = AFFINITIES.get(name)
-        assert cls.paper, name
-        assert cls.__doc__ and ("eq." in cls.__doc__ or "sec." in cls.__doc__), name
+        assert "(" in cls.paper and "=" in cls.paper, f"{name}: paper line names paper and equation"
+        assert cls.__doc__ and "et al." in cls.__doc__, name
 
 
 @pytest.mark.parametrize(("name", "kwargs", "shape"), _cases())

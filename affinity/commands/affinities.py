@@ -1,0 +1,40 @@
+"""``affinity affinities``: the registered affinities, their kind, parameters and paper."""
+
+from __future__ import annotations
+
+import click
+
+from affinity.commands._options import format_option
+
+
+@click.command("affinities")
+@click.argument("pattern", required=False)
+@format_option
+def command(pattern: str | None, fmt: str) -> None:
+    """List registered affinities (optionally those matching a shell PATTERN such as 'a*'):
+    name, dynamic or static, hyperparameters with defaults, and the paper's equation."""
+    import csv
+    import json
+    import sys
+
+    from affinity.ops.catalog import describe_affinities
+
+    rows = describe_affinities(pattern)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["name", "kind", "params", "paper"])
+        for r in rows:
+            writer.writerow([r.name, r.kind, " ".join(r.params), r.paper])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} affinities")
+    for col in ("name", "kind", "parameters", "paper"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.name, r.kind, "\n".join(r.params) or "-", r.paper)
+    Console().print(table)
