@@ -1,0 +1,81 @@
+"""``affinity models [PATTERN]``: the registered models with their published figures."""
+
+from __future__ import annotations
+
+import click
+
+from affinity.commands._options import format_option
+
+
+@click.command("models")
+@click.argument("pattern", required=False)
+@format_option
+def command(pattern: str | None, fmt: str) -> None:
+    """List registered models (PATTERN: a substring or a shell pattern such as 'as_mlp*')
+    with their published params, FLOPs (multiply-adds) and top-1, as figures to compare
+    with `affinity profile NAME`, which computes them."""
+    import csv
+    import io
+    import json
+
+    from affinity.errors import UnknownNameError, closest
+    from affinity.models import MODELS, list_models
+
+    glob = pattern if pattern is None or any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+    names = list_models(glob)
+    if not names:
+        near = closest(pattern or "", MODELS.names())
+        hint = f"; closest: {', '.join(near)}" if near else ""
+        raise UnknownNameError(f"no registered model matches {pattern!r}{hint}")
+    rows = []
+    for name in names:
+        entry = MODELS.get(name)
+        ref = entry.reference
+        rows.append(
+            {
+                "name": name,
+                "family": entry.cfg.family,
+                "params_m": ref.params_m,
+                "params_exclude_head": ref.params_exclude_head,
+                "gflops": ref.gflops,
+                "top1": ref.top1,
+                "img_size": ref.img_size,
+                "paper": ref.paper,
+                "table": ref.table,
+                "exempt": ref.exempt,
+                "note": ref.note,
+            }
+        )
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buf.getvalue(), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="registered models (published figures; FLOPs are multiply-adds)")
+    for col in ("name", "family", "params (M)", "GFLOPs", "top-1", "img", "paper", "note"):
+        table.add_column(col, justify="right" if col in ("params (M)", "GFLOPs", "top-1", "img") else "left")
+    for r in rows:
+        params = (
+            "—" if r["params_m"] is None else f"{r['params_m']}" + ("*" if r["params_exclude_head"] else "")
+        )
+        table.add_row(
+            str(r["name"]),
+            str(r["family"]),
+            params,
+            "—" if r["gflops"] is None else f"{r['gflops']}",
+            "—" if r["top1"] is None else f"{r['top1']}",
+            str(r["img_size"]),
+            str(r["paper"]),
+            ("reconstruction; " if r["exempt"] else "") + ("see --format json" if r["note"] else ""),
+        )
+    console = Console()
+    console.print(table)
+    console.print("[dim]* excluding the classifier, as the paper counts[/dim]")
