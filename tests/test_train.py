@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -66,8 +68,8 @@ def test_same_seed_same_metrics_on_cpu(digits16) -> None:
 def test_training_learns_and_evaluate_agrees(digits16) -> None:
     net = small_net()
     before, _ = evaluate(net, digits16.val)
-    m = train(net, digits16, TrainConfig(epochs=8, batch_size=64, lr=5e-3, device="cpu"))
-    assert before < 0.3 < 0.8 < m.val_acc
+    m = train(net, digits16, TrainConfig(epochs=4, batch_size=64, lr=5e-3, device="cpu", threads=1))
+    assert before < 0.3 < 0.6 < m.val_acc
     acc, loss = evaluate(net, digits16.val, batch_size=7)  # any batch size, same answer
     assert acc == pytest.approx(m.val_acc) and loss == pytest.approx(m.val_loss, rel=1e-4)
     assert m.history[-1].train_loss < m.history[0].train_loss
@@ -75,7 +77,9 @@ def test_training_learns_and_evaluate_agrees(digits16) -> None:
 
 def test_step_budget(digits16) -> None:
     per_epoch = len(digits16.train) // 100
-    m = train(small_net(), digits16, TrainConfig(max_steps=per_epoch + 3, batch_size=100, device="cpu"))
+    m = train(
+        small_net(), digits16, TrainConfig(max_steps=per_epoch + 3, batch_size=100, device="cpu", threads=1)
+    )
     assert m.steps == per_epoch + 3
     assert m.epochs_run == 2 and [h.steps for h in m.history] == [per_epoch, per_epoch + 3]
 
@@ -127,13 +131,15 @@ def test_bad_train_config_names_the_field(field: str, value: object) -> None:
 def test_model_that_cannot_take_the_images(digits16) -> None:
     rigid = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 10))  # built for 32×32
     with pytest.raises(ConfigError, match=r"img_size=16 \(in_chans=1\) is not allowed"):
-        train(rigid, digits16, TrainConfig(epochs=1, device="cpu"))
+        train(rigid, digits16, TrainConfig(epochs=1, device="cpu", threads=1))
     with pytest.raises(ConfigError, match="num_classes=10 does not match"):
         check_fits(small_net(num_classes=7), in_chans=1, img_size=16, num_classes=10)
 
 
 def test_amp_on_cpu_and_silent_progress_off_a_terminal(digits16, capsys) -> None:
-    m = train(small_net(), digits16, TrainConfig(max_steps=3, amp=True, device="cpu"), progress=True)
+    m = train(
+        small_net(), digits16, TrainConfig(max_steps=3, amp=True, device="cpu", threads=1), progress=True
+    )
     assert m.steps == 3 and math.isfinite(m.train_loss)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
@@ -147,7 +153,7 @@ def test_cuda_without_cuda_is_config_error(digits16) -> None:
 
 def test_checkpoint_round_trip_and_atomic_write(tmp_path: Path, digits16) -> None:
     net = small_net()
-    m = train(net, digits16, TrainConfig(max_steps=2, device="cpu"))
+    m = train(net, digits16, TrainConfig(max_steps=2, device="cpu", threads=1))
     path = save_checkpoint(
         tmp_path / "c" / "ck.pt",
         net,
@@ -187,3 +193,85 @@ def test_bad_checkpoints(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(DataError, match="not an affinity checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+# -- `affinity train` ----------------------------------------------------------------------------
+
+#: the benchmark's shrunk AS-MLP (benchmarks/train_digits.py), small enough for the test budget
+SMALL_AS_MLP = {"dims": (24, 48, 64, 96), "depths": (1, 1, 1, 1), "patch_sizes": (4, 2, 2, 2)}
+
+
+@pytest.fixture(scope="module")
+def small_yaml(tmp_path_factory) -> Path:
+    from affinity.models import resolve_model_config
+    from affinity.models.config import apply_overrides, save_model_config
+
+    path = tmp_path_factory.mktemp("cfg") / "small_as_mlp.yaml"
+    return save_model_config(apply_overrides(resolve_model_config("as_mlp_t"), **SMALL_AS_MLP), path)
+
+
+def test_cli_trains_digits_to_90_percent_and_rebuilds_from_the_checkpoint(small_yaml: Path) -> None:
+    from click.testing import CliRunner
+
+    from affinity.cli import cli
+    from affinity.data import load_dataset
+
+    torch.set_num_threads(1)
+    result = CliRunner().invoke(
+        cli, ["train", str(small_yaml), "--epochs", "4", "--device", "cpu", "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    out = Path("results/train/small_as_mlp")
+    record = json.loads((out / "metrics.json").read_text())
+    acc = record["metrics"]["val_acc"]
+    assert acc >= 0.90, record["metrics"]["history"]
+    assert record["params"] < 1_000_000 and record["flops"] > 0
+    assert f"val accuracy {acc:.2%}" in result.output and "multiply-adds" in result.output
+    assert f"params {record['params'] / 1e6:.3f}M" in result.output
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert (ck.num_classes, ck.img_size, ck.in_chans) == (10, 32, 1)
+    again, _ = evaluate(ck.build_model(), load_dataset("digits").val)
+    assert again == pytest.approx(acc)
+
+
+def _exit_2(argv: list[str], capsys) -> str:
+    from affinity.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_bad_inputs_are_one_line_exit_2(tmp_path: Path, small_yaml: Path, capsys) -> None:
+    from PIL import Image
+
+    train_cmd = ["train", str(small_yaml), "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")]
+    err = _exit_2([*train_cmd, "--dataset", f"npz:{tmp_path / 'missing.npz'}"], capsys)
+    assert "missing.npz: no such file" in err
+    (tmp_path / "empty").mkdir()
+    assert "no class subfolders" in _exit_2(
+        [*train_cmd, "--dataset", f"imagefolder:{tmp_path / 'empty'}"], capsys
+    )
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / cls / "0.png")
+    (tmp_path / "imgs" / "a" / "bad.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    err = _exit_2([*train_cmd, "--dataset", f"imagefolder:{tmp_path / 'imgs'}"], capsys)
+    assert "bad.jpg: not a readable image" in err
+    (tmp_path / "cifar").mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (tmp_path / "cifar" / name).write_bytes(__import__("pickle").dumps({"images": [1, 2]}))
+    err = _exit_2([*train_cmd, "--dataset", f"cifar10:{tmp_path / 'cifar'}"], capsys)
+    assert "data_batch_1: no 'data' entry" in err
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, -3, 1]))
+    assert "label -3 is out of range" in _exit_2(
+        [*train_cmd, "--dataset", f"npz:{tmp_path / 'd.npz'}"], capsys
+    )
+    err = _exit_2([*train_cmd, "--img-size", "20"], capsys)
+    assert "20" in err
+    assert "unknown dataset 'mnist'" in _exit_2([*train_cmd, "--dataset", "mnist"], capsys)
+    assert "lr=-1.0" in _exit_2([*train_cmd, "--lr", "-1"], capsys)
+    assert not (tmp_path / "o").exists()  # nothing written on bad input
