@@ -44,7 +44,7 @@ def command(
 
     from affinity.errors import ConfigError
     from affinity.report import pictures
-    from affinity.report.fields import compare_fields, parse_query
+    from affinity.report.fields import compare_fields, crop_fields, parse_query
 
     if compare is not None:
         if target is not None:
@@ -72,15 +72,20 @@ def command(
 
     model, label, size, in_chans = load_model(target, img_size)
     data = layer_fields(model, layer=layer, img_size=size, in_chans=in_chans, query=query)
-    stem = Path(out_file) if out_file else Path(f"show_{label}_{data.layer.replace('.', '_')}.png")
-    title = (
-        f"{label} @ {size}px, mixer {data.layer} ({data.hw[0]}×{data.hw[1]} tokens): weights aggregated "
-        f"by token {data.fields[0].query if data.fields else ''}\n{data.note}"
-    )
-    written = [stem]
-    pictures.save_png(pictures.plot_fields(data.fields, title), stem)
+    out = Path(out_file) if out_file else Path(f"show_{label}_{data.layer.replace('.', '_')}.png")
+    written = []
+    if data.fields:
+        q = data.fields[0].query
+        title = (
+            f"{label} @ {size}px, {data.layer} ({data.hw[0]}×{data.hw[1]} tokens): "
+            f"weights token ({q[0]}, {q[1]}) aggregates, per channel group\n{data.note}"
+        )
+        pictures.save_png(pictures.plot_fields(crop_fields(data.fields), title), out)
+        written.append(str(out))
     for i, tiles in enumerate(data.tiles):
-        path = stem.with_name(f"{stem.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
+        path = out.with_name(f"{out.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
         pictures.save_png(pictures.plot_tiles(tiles), path)
-        written.append(path)
-    click.echo("\n".join(str(p) for p in written))
+        written.append(f"{path} ({len(tiles.tiles)} tiles of {tiles.title})")
+    for line in data.skipped:
+        written.append(f"no map for {line}")
+    click.echo("\n".join(written))

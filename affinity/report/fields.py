@@ -14,7 +14,7 @@ Nothing here draws; every function returns numpy arrays or dataclasses holding t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ __all__ = [
     "affinity_field",
     "channel_groups",
     "compare_fields",
+    "crop_fields",
     "parse_operator_spec",
     "parse_query",
     "query_maps",
@@ -69,6 +70,8 @@ class Field:
         maps: ``(G, H, W)`` weights over the input grid, one map per channel group.
         labels: one label per group (``"ch 0-19"``, ``"head 1"``).
         note: how the maps were obtained (for dynamic affinities: which input).
+        origin: the grid position of ``maps[:, 0, 0]`` (nonzero after ``crop_fields``);
+            ``query`` is always in grid coordinates.
     """
 
     title: str
@@ -76,6 +79,7 @@ class Field:
     maps: np.ndarray
     labels: list[str]
     note: str = ""
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def support(self) -> np.ndarray:
@@ -104,6 +108,40 @@ class Tiles:
     tiles: np.ndarray
     labels: list[str]
     note: str = ""
+
+
+def crop_fields(fields: Sequence[Field], *, margin: int = 2, min_size: int = 11) -> list[Field]:
+    """The same fields cut to one window around everything they read, so that a 3×3 pattern
+    on a 56×56 map is visible. Nothing nonzero is cut; a field that reads most of the map is
+    left whole (then all are).
+
+    Args:
+        fields: fields on one grid.
+        margin: tokens kept around the union of the supports and the query.
+        min_size: the window's smallest side (centred on the query where the map allows).
+    """
+    if not fields:
+        return []
+    h, w = fields[0].maps.shape[-2:]
+    mask = np.zeros((h, w), bool)
+    for f in fields:
+        mask |= f.support
+        mask[f.query] = True
+    rows, cols = np.nonzero(mask)
+
+    def span(lo: int, hi: int, centre: int, size: int) -> tuple[int, int]:
+        lo, hi = max(0, lo - margin), min(size, hi + margin + 1)
+        if hi - lo < min_size:
+            lo = max(0, min(centre - min_size // 2, size - min_size))
+            hi = min(size, lo + min_size)
+        return lo, hi
+
+    q = fields[0].query
+    r0, r1 = span(int(rows.min()), int(rows.max()), q[0], h)
+    c0, c1 = span(int(cols.min()), int(cols.max()), q[1], w)
+    if (r1 - r0) * (c1 - c0) > 0.5 * h * w:
+        return list(fields)
+    return [Field(f.title, f.query, f.maps[:, r0:r1, c0:c1], f.labels, f.note, (r0, c0)) for f in fields]
 
 
 def parse_query(text: str | None, hw: tuple[int, int]) -> tuple[int, int]:
@@ -260,6 +298,10 @@ def affinity_field(
     groups, members = channel_groups(maps)
     heads = getattr(affinity, "heads", None)
     labels = [_channel_label(m, heads if isinstance(heads, int) else None, maps.shape[0]) for m in members]
+    for i, g in enumerate(groups):  # a one-hot row (a shift) reads one token: say which
+        nz = np.argwhere(g != 0)
+        if len(nz) == 1:
+            labels[i] += f" ← ({nz[0][0] - query[0]:+d}, {nz[0][1] - query[1]:+d})"
     notes = [note] if note else []
     if max_groups is not None and len(groups) > max_groups:
         notes.append(f"first {max_groups} of {len(groups)} channel groups")

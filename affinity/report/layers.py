@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,7 +18,16 @@ from torch import Tensor, nn
 
 from affinity.errors import ConfigError
 from affinity.ops.base import Affinity
-from affinity.report.fields import Field, Tiles, affinity_field, parse_query
+from affinity.report.fields import (
+    MATERIALIZE_MAX_TOKENS,
+    Field,
+    Tiles,
+    affinity_field,
+    channel_groups,
+    parse_query,
+    query_maps,
+    query_row,
+)
 
 __all__ = [
     "LayerFields",
@@ -25,6 +35,7 @@ __all__ = [
     "find_mixers",
     "layer_fields",
     "learned_tiles",
+    "load_model",
     "select_mixer",
 ]
 
@@ -39,6 +50,7 @@ class LayerFields:
         fields: one ``Field`` per affinity of the mixer.
         tiles: learned static weights of the mixer's affinities (token MLP, dwconv kernels).
         note: the input the maps were computed for.
+        skipped: affinities with no spatial map (a token MLP's layer into hidden units).
     """
 
     layer: str
@@ -46,6 +58,7 @@ class LayerFields:
     fields: list[Field] = field(default_factory=list)
     tiles: list[Tiles] = field(default_factory=list)
     note: str = ""
+    skipped: list[str] = field(default_factory=list)
 
 
 def find_mixers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -123,17 +136,22 @@ def learned_tiles(name: str, affinity: Affinity, hw: tuple[int, int]) -> list[Ti
     n = h * w
     out: list[Tiles] = []
     for pname, p in affinity.named_parameters():
+        if "bias" in pname.split(".")[-1]:  # offsets and position biases are not weights over tokens
+            continue
         weight = p.detach().to(torch.float64).cpu()
         where = f"{name}.{pname}" if name else pname
-        if weight.dim() == 2 and weight.shape[1] == n:
+        if weight.dim() == 2:
+            weight = weight.unsqueeze(0)  # (S, N_out, N_in): S matrices (heads / share sets)
+        shape = tuple(weight.shape)
+        if len(shape) == 3 and shape[2] == n:
             tiles = weight.reshape(-1, h, w)
-            note = f"row i of {pname} ({weight.shape[0]}×{n}) as {h}×{w}: what unit i reads from each token"
-        elif weight.dim() == 2 and weight.shape[0] == n:
-            tiles = weight.T.reshape(-1, h, w)
-            note = f"column i of {pname} ({n}×{weight.shape[1]}) reshaped to {h}×{w}: where unit i writes"
-        elif weight.dim() == 4 and weight.shape[1] == 1 and weight.shape[-1] > 1:
+            note = f"row i of {pname} {shape} as {h}×{w}: what unit i reads from each token"
+        elif len(shape) == 3 and shape[1] == n:
+            tiles = weight.transpose(1, 2).reshape(-1, h, w)
+            note = f"column i of {pname} {shape} as {h}×{w}: what hidden unit i writes to each token"
+        elif len(shape) == 4 and shape[1] == 1 and shape[-1] > 1:
             tiles = weight[:, 0]
-            note = f"depthwise kernel of each channel, {weight.shape[-2]}×{weight.shape[-1]}"
+            note = f"depthwise kernel of each channel, {shape[-2]}×{shape[-1]}"
         else:
             continue
         labels = [str(i) for i in range(tiles.shape[0])]
@@ -190,8 +208,120 @@ def layer_fields(
         aff = mixer.get_submodule(aff_name)
         assert isinstance(aff, Affinity)
         title = f"{aff_name or 'affinity'} ({aff.name})"
-        data.fields.append(
-            affinity_field(aff, x, q, title=title, max_groups=max_groups, dim=v.shape[1], method="auto")
-        )
+        spatial = tuple(v.shape[-2:]) == hw and aff.out_hw(*hw) == hw
+        if spatial:  # a layer between hidden units (Mixer's N -> D_S -> N) has no map to draw
+            data.fields.append(
+                affinity_field(aff, x, q, title=title, max_groups=max_groups, dim=v.shape[1], method="auto")
+            )
+        else:
+            data.skipped.append(f"{title}: maps {tuple(v.shape[-2:])} to {aff.out_hw(*v.shape[-2:])} tokens")
         data.tiles.extend(learned_tiles(aff_name, aff, hw))
+    combined = combined_field(mixer, inputs, q, hw, max_groups=max_groups)
+    if combined is not None:
+        data.fields.append(combined)
     return data
+
+
+#: Input side for a registered model or a YAML config without one (the papers' ImageNet size).
+DEFAULT_IMG_SIZE = 224
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def load_model(target: str, img_size: int | None = None) -> tuple[nn.Module, str, int, int]:
+    """A model from a registered name, a model-config YAML or a training checkpoint.
+
+    Args:
+        target: ``as_mlp_t``, ``front/trial_3.yaml`` or ``results/run/checkpoint.pt``.
+        img_size: input side; a checkpoint's own by default (and a checkpoint allows no
+            other: its token MLPs are tied to it), else the YAML's ``img_size`` key or 224.
+
+    Returns:
+        ``(model in eval mode, a label for file names, img_size, in_chans)``.
+    """
+    from affinity.models import create_model, resolve_model_config
+
+    path = Path(target)
+    label = path.stem if path.suffix else target
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        from affinity.train import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        if img_size is not None and img_size != ckpt.img_size:
+            raise ConfigError(
+                f"--img-size={img_size} is not allowed for {path}: the checkpoint was trained at "
+                f"{ckpt.img_size} (leave --img-size out)"
+            )
+        return ckpt.build_model().eval(), label, ckpt.img_size, ckpt.in_chans
+    if img_size is None and path.suffix.lower() in (".yaml", ".yml") and path.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            data = None  # resolve_model_config reports the YAML error with its path
+        if isinstance(data, Mapping) and isinstance(data.get("img_size"), int):
+            img_size = data["img_size"]
+    size = DEFAULT_IMG_SIZE if img_size is None else img_size
+    if size < 1:
+        raise ConfigError(f"--img-size={size} is not allowed: a positive integer")
+    cfg = resolve_model_config(target)
+    return create_model(cfg, img_size=size).eval(), label, size, 3
+
+
+def combined_field(
+    mixer: nn.Module,
+    inputs: Mapping[str, tuple[Tensor, Tensor]],
+    query: tuple[int, int],
+    hw: tuple[int, int],
+    *,
+    max_groups: int = 8,
+) -> Field | None:
+    """The whole aggregation's map, ``Σ_b c_b·A_b`` (parallel) or ``c_k A_k ⋯ c_1 A_1``
+    (serial), for a mixer of several branches without branch projections or activations
+    (Container: ``α·A(X) + β·A``); else None. Affinity offsets (biases) do not change it.
+
+    Computed as one row of the mixer's aggregation between ``proj_in`` and ``proj_out``
+    (``materialize`` on small maps), so the coefficients are the trained ones.
+    """
+    from affinity.ops.mixer import ContextAggregation
+
+    if not isinstance(mixer, ContextAggregation) or len(mixer.branches) < 2:
+        return None
+    if any(b.proj or b.act is not None for b in mixer.cfg.branches):
+        return None  # a projection or activation inside a branch: no single token matrix
+    v, x = next(iter(inputs.values()))
+    if tuple(v.shape[-2:]) != hw:
+        return None
+    affinities = mixer.branch_affinities()  # each branch is its bare affinity here
+
+    def aggregate(v: Tensor, x: Tensor) -> Tensor:
+        u: Tensor | None = None
+        for aff in affinities:
+            c = mixer.coefficient(aff.dynamic)
+            y = aff(v if u is None or mixer.cfg.connection == "parallel" else u, x)
+            y = y if c is None else y * c.to(y.dtype)
+            u = y if u is None or mixer.cfg.connection == "serial" else u + y
+        assert u is not None
+        return u
+
+    if hw[0] * hw[1] <= MATERIALIZE_MAX_TOKENS:
+        total: Tensor | None = None  # as mixer.materialize, but affinity offsets (biases) allowed
+        with torch.no_grad():
+            for aff in affinities:
+                a = aff.materialize(x[:1])
+                c = mixer.coefficient(aff.dynamic)
+                if mixer.cfg.connection == "parallel":
+                    a = a if c is None else a * c.to(a.dtype)
+                    total = a if total is None else total + a
+                else:
+                    total = a if total is None else a @ total
+                    total = total if c is None else total * c.to(total.dtype)
+        assert total is not None
+        maps = query_maps(total, hw, query)
+    else:
+        maps = query_row(aggregate, x, query, dim=v.shape[1])
+    groups, members = channel_groups(maps)
+    labels = [f"ch {m[0]}-{m[-1]}" if len(m) > 1 else f"ch {m[0]}" for m in members][:max_groups]
+    kinds = " + ".join(f"{'α' if a.dynamic else 'β'}·{a.name}" for a in affinities)
+    note = f"first {max_groups} of {len(groups)} channel groups" if len(groups) > max_groups else ""
+    return Field(f"whole mixer: {kinds}", query, groups[:max_groups], labels, note)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -147,29 +148,35 @@ def _mark_query(ax: Axes, query: tuple[int, int]) -> None:
     ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.6))
 
 
-def _grid(ax: Axes, h: int, w: int) -> None:
+def _grid(ax: Axes, h: int, w: int, origin: tuple[int, int] = (0, 0)) -> None:
+    """Cell lines, and ticks labelled in grid coordinates (a cropped map keeps its own)."""
+    r0, c0 = origin
     ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
     ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
     ax.grid(which="minor", color="#cccccc", lw=0.4)
     ax.tick_params(which="both", length=0, labelsize=6)
-    ax.set_xticks([0, w - 1])
-    ax.set_yticks([0, h - 1])
+    ax.set_xticks([0, w - 1], [str(c0), str(c0 + w - 1)])
+    ax.set_yticks([0, h - 1], [str(r0), str(r0 + h - 1)])
 
 
-def _show_map(ax: Axes, m: np.ndarray, query: tuple[int, int] | None, title: str) -> None:
+def _show_map(
+    ax: Axes, m: np.ndarray, query: tuple[int, int] | None, title: str, origin: tuple[int, int] = (0, 0)
+) -> None:
     lim = float(np.abs(m).max()) or 1.0
     if (m >= 0).all():
         ax.imshow(m, cmap="Blues", vmin=0, vmax=lim, interpolation="nearest")
     else:
         ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    _grid(ax, *m.shape)
+    _grid(ax, m.shape[0], m.shape[1], origin=origin)
     if query is not None:
-        _mark_query(ax, query)
+        _mark_query(ax, (query[0] - origin[0], query[1] - origin[1]))
     ax.set_title(title, fontsize=7)
 
 
 def plot_fields(fields: Sequence[Field], title: str, max_cols: int = 8) -> Figure:
     """One row per field (affinity), one panel per channel group, the query boxed in red.
+
+    Fields are drawn as given; ``fields.crop_fields`` cuts large maps to the part read.
 
     Weights use a sequential map when all are >= 0 (shifts, softmax) and a diverging one
     centred at zero otherwise (learned weights).
@@ -182,7 +189,7 @@ def plot_fields(fields: Sequence[Field], title: str, max_cols: int = 8) -> Figur
             if j >= len(f.maps):
                 ax.set_axis_off()
                 continue
-            _show_map(ax, f.maps[j], f.query, f.labels[j])
+            _show_map(ax, f.maps[j], f.query, f.labels[j], f.origin)
         row[0].set_ylabel(f.title + (f"\n({f.note})" if f.note else ""), fontsize=7)
     fig.suptitle(title, fontsize=10)
     return fig
@@ -196,7 +203,7 @@ def plot_compare(fields: Sequence[Field], title: str) -> Figure:
     for ax, f in zip(axes, fields):
         union = f.union
         ax.imshow(union > 0, cmap="Blues", vmin=0, vmax=1.25, interpolation="nearest")
-        _grid(ax, *union.shape)
+        _grid(ax, union.shape[0], union.shape[1])
         _mark_query(ax, f.query)
         ax.set_title(f"{f.title}\n{int((union > 0).sum())} tokens", fontsize=8)
         if f.note:
@@ -205,20 +212,34 @@ def plot_compare(fields: Sequence[Field], title: str) -> Figure:
     return fig
 
 
-def plot_tiles(tiles: Tiles, max_tiles: int = 64) -> Figure:
-    """Learned weights as tiles, each on its own symmetric colour scale (MLP-Mixer fig. 10)."""
+def plot_tiles(tiles: Tiles, max_tiles: int = 256, ncols: int = 16) -> Figure:
+    """Learned weights as tiles (MLP-Mixer, figure 10), each scaled to its own largest
+    |weight| (blue negative, red positive), laid out in one mosaic image: tile ``i`` is at
+    row ``i // ncols``, column ``i % ncols`` (drawn as one image: hundreds of subplots would
+    take seconds)."""
     k = min(max_tiles, len(tiles.tiles))
-    ncols = min(16, k)
+    ncols = min(ncols, k)
     nrows = math.ceil(k / ncols)
-    fig = Figure(figsize=(0.9 * ncols + 0.3, 0.95 * nrows + 0.8))
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if i < k:
-            t = tiles.tiles[i]
-            lim = float(np.abs(t).max()) or 1.0
-            ax.imshow(t, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-            ax.set_title(tiles.labels[i], fontsize=5, pad=1.5)
-    shown = f" (first {k} of {len(tiles.tiles)})" if k < len(tiles.tiles) else ""
-    fig.suptitle(f"{tiles.title}{shown}\n{tiles.note}", fontsize=8)
+    th, tw = tiles.tiles.shape[-2:]
+    pad = max(1, min(th, tw) // 6)
+    mosaic = np.full((nrows * (th + pad) - pad, ncols * (tw + pad) - pad), np.nan)
+    for i in range(k):
+        t = tiles.tiles[i]
+        lim = float(np.abs(t).max()) or 1.0
+        r, c = divmod(i, ncols)
+        mosaic[r * (th + pad) : r * (th + pad) + th, c * (tw + pad) : c * (tw + pad) + tw] = t / lim
+    scale = 0.75 if th <= 4 else 1.0
+    fig = Figure(figsize=(scale * (0.55 * ncols + 1.0), scale * 0.55 * nrows + 1.2))
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks([c * (tw + pad) + (tw - 1) / 2 for c in range(ncols)], [str(c) for c in range(ncols)])
+    ax.set_yticks(
+        [r * (th + pad) + (th - 1) / 2 for r in range(nrows)], [str(r * ncols) for r in range(nrows)]
+    )
+    ax.tick_params(length=0, labelsize=6)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    shown = f" (first {k} of {len(tiles.tiles)})" if k < len(tiles.tiles) else f" ({k})"
+    ax.set_title(f"{tiles.title}{shown}: tile = row label + column label\n{tiles.note}", fontsize=8)
     return fig
