@@ -61,8 +61,8 @@ class StudyReport:
         importances: parameter -> importance for val accuracy (empty when not computable).
         importance_note: why importances are missing or partial.
         params: accuracy per searched parameter.
-        front_configs: ``(trial number, YAML text)`` per trial on the front.
-        accuracy_col, gflops_col: the leaderboard columns plotted.
+        front_configs: ``(trial number, YAML text)`` per trial on the front (duplicates of an
+            earlier front trial left out, as the search's ``front/`` folder does).
     """
 
     name: str
@@ -73,15 +73,14 @@ class StudyReport:
     importance_note: str
     params: list[ParamSeries]
     front_configs: list[tuple[int, str]]
-    accuracy_col: str = "val_acc"
-    gflops_col: str = "gflops"
 
 
 def _accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
-    """Val accuracy of a finished trial: the first objective (the search maximises it first)."""
-    if trial.values is None or not trial.values:
-        return None
-    return float(trial.values[0])
+    """Val accuracy of a finished trial: its ``val_acc`` attribute, else the first objective."""
+    acc = trial.user_attrs.get("val_acc")  # as the search's leaderboard reads it
+    if acc is None and trial.values:
+        acc = trial.values[0]
+    return None if acc is None else float(acc)
 
 
 def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
@@ -157,13 +156,10 @@ def param_series(study: optuna.Study) -> list[ParamSeries]:
 
 def _config_yaml(trial: optuna.trial.FrozenTrial) -> str:
     """The trial's model configuration as YAML (the search stores it), else its parameters."""
-    for key in ("config", "model_cfg", "model"):
-        cfg = trial.user_attrs.get(key)
-        if isinstance(cfg, dict):
-            return yaml.safe_dump(cfg, sort_keys=False)
-        if isinstance(cfg, str) and cfg.strip():
-            return cfg if cfg.endswith("\n") else cfg + "\n"
-    return yaml.safe_dump({"trial": trial.number, "params": dict(trial.params)}, sort_keys=False)
+    cfg = trial.user_attrs.get("config")
+    if isinstance(cfg, dict):  # as front/trial_<n>.yaml holds it: `affinity profile` reads it
+        return yaml.safe_dump({"model": cfg}, sort_keys=False)
+    return yaml.safe_dump({"params": dict(trial.params)}, sort_keys=False)
 
 
 def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> StudyReport:
@@ -184,20 +180,22 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
         from affinity.search.leaderboard import build_leaderboard
 
         leaderboard = build_leaderboard(study)
+    from affinity.search.leaderboard import front_numbers
+
     directions = [d.name.lower() for d in study.directions]
-    acc_col, gf_col, front_col, num_col = _columns(leaderboard)
-    rows = leaderboard[[num_col, acc_col, gf_col, front_col]].dropna(subset=[acc_col, gf_col])
+    front = set(front_numbers(leaderboard))
+    rows = leaderboard[["number", "val_acc", "gflops"]].dropna(subset=["val_acc", "gflops"])
+    rows = rows[leaderboard.loc[rows.index, "state"] == "COMPLETE"]
     points = pd.DataFrame(
         {
-            "number": rows[num_col].astype(int).to_numpy(),
-            "accuracy": rows[acc_col].astype(float).to_numpy(),
-            "gflops": rows[gf_col].astype(float).to_numpy(),
-            "front": (rows[front_col] == 1).to_numpy(),
+            "number": rows["number"].astype(int).to_numpy(),
+            "accuracy": rows["val_acc"].astype(float).to_numpy(),
+            "gflops": rows["gflops"].astype(float).to_numpy(),
         }
     )
+    points["front"] = points["number"].isin(front)
     by_number = {t.number: t for t in study.trials}
-    front_numbers = points.loc[points["front"], "number"].tolist()
-    front_configs = [(int(n), _config_yaml(by_number[int(n)])) for n in front_numbers]
+    front_configs = [(n, _config_yaml(by_number[n])) for n in front_numbers(leaderboard)]
     imp, note = importances(study)
     return StudyReport(
         name=study.study_name,
@@ -208,64 +206,22 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
         importance_note=note,
         params=param_series(study),
         front_configs=front_configs,
-        accuracy_col=acc_col,
-        gflops_col=gf_col,
-    )
-
-
-def _columns(board: pd.DataFrame) -> tuple[str, str, str, str]:
-    """The leaderboard's accuracy, GFLOPs, Pareto-rank and trial-number columns."""
-
-    def pick(what: str, *names: str) -> str:
-        for n in names:
-            if n in board.columns:
-                return n
-        raise StudyError(f"the leaderboard has no {what} column (looked for {', '.join(names)})")
-
-    return (
-        pick("val accuracy", "val_acc", "val_accuracy", "accuracy"),
-        pick("GFLOPs", "gflops", "GFLOPs"),
-        pick("Pareto rank", "pareto_rank", "rank"),
-        pick("trial number", "number", "trial"),
     )
 
 
 def open_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Load study ``name`` from ``storage`` (default: the search's journal under results/).
+    """Load study ``name`` as ``affinity search`` stores it (default: its journal file,
+    ``results/<name>/journal.log``; or any Optuna storage URL).
 
     A missing storage or an unknown study is a ``StudyError`` naming it and what exists.
     """
     import optuna
 
-    storage_obj = _storage(name, storage)
-    try:
-        return optuna.load_study(study_name=name, storage=storage_obj)
-    except KeyError:
-        known = optuna.get_all_study_names(storage_obj)
-        where = storage or f"results/{name}/journal.log"
-        raise StudyError(
-            f"study {name!r} is not in {where} (studies there: {', '.join(known) or 'none'})"
-        ) from None
+    from affinity.search.study import default_storage_path, open_storage, study_names
 
-
-def _storage(name: str, storage: str | None) -> Any:
-    from pathlib import Path
-
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if storage is None or "://" not in storage:
-        path = Path(storage) if storage else Path("results") / name / "journal.log"
-        if not path.is_file():
-            raise StudyError(
-                f"study {name!r}: no storage at {path} (run `affinity search` first, or pass --storage URL)"
-            )
-        return JournalStorage(JournalFileBackend(str(path)))
-    if storage.startswith("sqlite:///"):
-        path = Path(storage.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise StudyError(f"--storage={storage!r}: the database file {path} does not exist")
-    try:
-        return optuna.storages.get_storage(storage)
-    except Exception as exc:  # a bad URL or an unreachable server: the user's input, not a bug
-        raise StudyError(f"--storage={storage!r} cannot be opened: {exc}") from None
+    storage_obj = open_storage(storage, default_storage_path("results", name), create=False)
+    known = study_names(storage_obj)
+    if name not in known:
+        where = storage or default_storage_path("results", name)
+        raise StudyError(f"study {name!r} is not in {where} (studies there: {', '.join(known) or 'none'})")
+    return optuna.load_study(study_name=name, storage=storage_obj)

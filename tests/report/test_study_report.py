@@ -1,0 +1,203 @@
+"""`affinity report`: the data (front, importances, per-parameter series) and the HTML page."""
+
+from __future__ import annotations
+
+import base64
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from affinity.cli import cli, main
+from affinity.errors import StudyError
+from affinity.report.study import collect, importances, open_study, param_series
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _objective(trial: optuna.Trial) -> tuple[float, float]:
+    kind = trial.suggest_categorical("kind", ["axial_shift", "spatial_shift", "dwconv"])
+    size = trial.suggest_int("shift_size", 1, 9, step=2)
+    lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+    trial.suggest_categorical("padding", ["zero"])  # one value only: no importance
+    gflops = 0.1 + 0.02 * size + (0.05 if kind == "dwconv" else 0.0)
+    acc = 0.5 + 0.04 * size - 0.05 * abs(math.log10(lr) + 2) + (0.03 if kind == "axial_shift" else 0.0)
+    # the attributes `affinity search` records on a finished trial
+    for key, value in {
+        "status": "ok",
+        "val_acc": acc,
+        "gflops": gflops,
+        "params_m": 0.2 + 0.01 * size,
+    }.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("config", {"family": "isotropic", "mixer": kind, "shift_size": size})
+    return acc, gflops
+
+
+def make_study(name: str = "toy", n_trials: int = 14, fail: bool = True) -> optuna.Study:
+    """A two-objective study in the search's default storage, results/<name>/journal.log."""
+    path = Path("results") / name / "journal.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=["maximize", "minimize"],
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+    study.optimize(_objective, n_trials=n_trials)
+    if fail:  # a trial the models rejected and one over budget: both must still be listed
+        t = study.ask()
+        t.set_user_attr("status", "rejected")
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+        t = study.ask()
+        t.set_user_attr("status", "over_budget")
+        t.set_user_attr("gflops", 9.0)
+        study.tell(t, state=optuna.trial.TrialState.PRUNED)
+    return study
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def test_front_is_the_nondominated_set() -> None:
+    study = make_study()
+    report = collect(study)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    values = {t.number: (t.values[0], t.values[1]) for t in done}
+    expected = {n for n, v in values.items() if not any(_dominates(w, v) for w in values.values())}
+    assert set(report.points.loc[report.points["front"], "number"]) == expected
+    assert len(report.points) == len(done)
+    assert sorted(n for n, _ in report.front_configs) == sorted(expected)
+    for n, text in report.front_configs:  # the trial's model config, as front/trial_<n>.yaml holds it
+        assert yaml.safe_load(text) == {"model": study.trials[n].user_attrs["config"]}
+    # every trial (the failed one too) is a leaderboard row
+    assert len(report.leaderboard) == len(study.trials)
+
+
+def test_importances_rank_the_parameter_that_matters() -> None:
+    study = make_study(n_trials=20)
+    imp, note = importances(study)
+    assert set(imp) == {"kind", "shift_size", "lr"}
+    assert max(imp, key=imp.__getitem__) == "shift_size"
+    assert math.isclose(sum(imp.values()), 1.0, abs_tol=1e-6)
+    assert "padding" in note  # single-valued: named, not crashed on
+
+
+def test_importances_with_too_few_trials_give_a_note() -> None:
+    study = make_study(n_trials=2, fail=False)
+    imp, note = importances(study)
+    assert imp == {}
+    assert "at least" in note and "2" in note
+
+
+def test_param_series_kinds_and_values() -> None:
+    study = make_study()
+    series = {s.name: s for s in param_series(study)}
+    assert series["kind"].kind == "categorical"
+    assert series["kind"].choices == ["axial_shift", "spatial_shift", "dwconv"]
+    assert series["lr"].kind == "numeric" and series["lr"].log
+    assert series["shift_size"].kind == "numeric" and not series["shift_size"].log
+    done = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    s = series["shift_size"]
+    assert sorted(s.trials) == sorted(done)
+    for n, v, acc in zip(s.trials, s.values, s.accuracy):
+        assert done[n].params["shift_size"] == v and done[n].values[0] == acc
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.text: list[str] = []
+        self.links: list[str] = []
+        self.rows: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and (a.get("id") or "").startswith("trial-"):
+            self.rows.append(a["id"] or "")
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag in ("script", "link") or (tag == "a" and (a.get("href") or "").startswith("http")):
+            self.links.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_report_command_writes_one_self_contained_page() -> None:
+    study = make_study()
+    result = CliRunner().invoke(cli, ["report", "toy"])
+    assert result.exit_code == 0, result.output
+    out = Path("results/toy")
+    pngs = sorted(out.glob("*.png"))
+    # pareto, importances, one per searched parameter (kind, lr, padding, shift_size)
+    assert [p.name for p in pngs] == sorted(
+        [
+            "pareto.png",
+            "importances.png",
+            "param_kind.png",
+            "param_lr.png",
+            "param_padding.png",
+            "param_shift_size.png",
+        ]
+    )
+    page = _Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert page.links == []  # no scripts, stylesheets or outside links
+    assert len(page.imgs) == len(pngs)
+    embedded = []
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,")
+        embedded.append(base64.b64decode(src.split(",", 1)[1]))
+    assert all(b.startswith(PNG_MAGIC) for b in embedded)
+    assert sorted(embedded) == sorted(p.read_bytes() for p in pngs)
+    # every trial is a leaderboard row, the failed one too
+    assert sorted(page.rows) == sorted(f"trial-{t.number}" for t in study.trials)
+    text = "\n".join(page.text)
+    assert "FAIL" in text and "over_budget" in text
+
+
+def test_report_out_folder_and_a_study_with_one_trial(tmp_path: Path) -> None:
+    make_study("one", n_trials=1, fail=False)
+    result = CliRunner().invoke(cli, ["report", "one", "--out", str(tmp_path / "here")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "here" / "report.html").read_text(encoding="utf-8")
+    assert "need at least" in html  # importances: a note, no crash
+    assert not (tmp_path / "here" / "importances.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["report", "nosuch"], "results/nosuch/journal.log"),
+        (["report", "other", "--storage", "results/toy/journal.log"], "'other'"),
+        (["report", "x", "--storage", "sqlite:///missing.db"], "missing.db"),
+    ],
+)
+def test_bad_study_is_one_line_exit_2(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_study(n_trials=2, fail=False)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert not Path("results/nosuch").exists()  # nothing written for a missing study
+
+
+def test_open_study_unknown_names_known_ones() -> None:
+    make_study(n_trials=1, fail=False)
+    with pytest.raises(StudyError, match="toy"):
+        open_study("nope", "results/toy/journal.log")
