@@ -61,7 +61,11 @@ def command(pattern: str | None, fmt: str) -> None:
 
     table = Table(title="registered models (published figures; FLOPs are multiply-adds)")
     for col in ("name", "family", "params (M)", "GFLOPs", "top-1", "img", "paper", "note"):
-        table.add_column(col, justify="right" if col in ("params (M)", "GFLOPs", "top-1", "img") else "left")
+        table.add_column(
+            col,
+            justify="right" if col in ("params (M)", "GFLOPs", "top-1", "img") else "left",
+            no_wrap=col == "name",
+        )
     for r in rows:
         params = (
             "—" if r["params_m"] is None else f"{r['params_m']}" + ("*" if r["params_exclude_head"] else "")

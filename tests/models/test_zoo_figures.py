@@ -69,7 +69,10 @@ def test_params_and_flops_match_published(name: str) -> None:
         assert abs(flops / 1e9 - ref.gflops) / ref.gflops < 0.25
     else:
         if ref.params_m is not None:
-            assert abs(mine_params / 1e6 - ref.params_m) / ref.params_m < TOLERANCE, (mine_params, ref.params_m)
+            assert abs(mine_params / 1e6 - ref.params_m) / ref.params_m < TOLERANCE, (
+                mine_params,
+                ref.params_m,
+            )
         if ref.gflops is not None:
             assert abs(flops / 1e9 - ref.gflops) / ref.gflops < TOLERANCE, (flops, ref.gflops)
     if name == "s2mlp_wide":
