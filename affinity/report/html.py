@@ -7,7 +7,7 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from affinity.report.study import StudyReport
@@ -67,12 +67,14 @@ def _leaderboard_table(report: StudyReport) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _fmt(value: object) -> str:
+def _fmt(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (str, list, tuple, dict)) and bool(pd.isna(value))):
+        return ""  # None, NaN, pd.NA: an empty cell, as in leaderboard.csv
     if isinstance(value, float):
-        if value != value:  # NaN
-            return ""
         return f"{value:.4g}"
-    return "" if value is None else str(value)
+    return str(value)
 
 
 def render_html(report: StudyReport, images: list[Image]) -> str:
@@ -107,8 +109,14 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     if not by_section.get("params"):
         parts.append('<p class="note">no finished trial with searched parameters</p>')
     parts.append("<h2>Configurations on the front</h2>")
+    points = report.points.set_index("number")
     for number, text in report.front_configs:
-        parts.append(f"<h3>trial #{number}</h3><pre>{esc(text)}</pre>")
+        acc, gflops = float(points.loc[number, "accuracy"]), float(points.loc[number, "gflops"])
+        params = ", ".join(f"{k}={v}" for k, v in report.trial_params.get(number, {}).items())
+        parts.append(
+            f"<h3>trial #{number}: val accuracy {acc:.4f}, {gflops:.4g} GFLOPs</h3>"
+            f"<p>{esc(params)}</p><pre>{esc(text)}</pre>"
+        )
     if not report.front_configs:
         parts.append('<p class="note">the front is empty</p>')
     parts.append("</body></html>")
@@ -154,6 +162,10 @@ def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[P
                 pictures.png_bytes(pictures.plot_param(s, report.name)),
             )
         )
+    written = {im.filename for im in images}
+    for old in [out / "pareto.png", out / "importances.png", *out.glob("param_*.png")]:
+        if old.name not in written:  # a plot of an earlier report that this one no longer has
+            old.unlink(missing_ok=True)
     paths = []
     for im in images:
         path = out / im.filename

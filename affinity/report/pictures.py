@@ -62,16 +62,26 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> bytes:
 # study
 
 
+def flops_unit(max_gflops: float) -> tuple[str, float]:
+    """The unit that shows ``max_gflops`` without an exponent: (name, factor from GFLOPs)."""
+    for unit, scale in (("GFLOPs", 1.0), ("MFLOPs", 1e3), ("KFLOPs", 1e6)):
+        if max_gflops * scale >= 1.0:
+            return unit, scale
+    return "FLOPs", 1e9
+
+
 def plot_pareto(report: StudyReport) -> Figure:
     """Val accuracy against GFLOPs; the Pareto front joined, highlighted and labelled."""
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot()
-    pts = report.points
-    rest, front = pts[~pts["front"]], pts[pts["front"]].sort_values("gflops")
-    ax.scatter(rest["gflops"], rest["accuracy"], s=28, color=OTHER_COLOR, alpha=0.7, label="trials")
-    ax.step(front["gflops"], front["accuracy"], where="post", color=FRONT_COLOR, lw=1.2, alpha=0.6)
+    pts = report.points.copy()
+    unit, scale = flops_unit(float(pts["gflops"].max()) if len(pts) else 1.0)
+    pts["flops"] = pts["gflops"] * scale
+    rest, front = pts[~pts["front"]], pts[pts["front"]].sort_values("flops")
+    ax.scatter(rest["flops"], rest["accuracy"], s=28, color=OTHER_COLOR, alpha=0.7, label="trials")
+    ax.step(front["flops"], front["accuracy"], where="post", color=FRONT_COLOR, lw=1.2, alpha=0.6)
     ax.scatter(
-        front["gflops"],
+        front["flops"],
         front["accuracy"],
         s=60,
         color=FRONT_COLOR,
@@ -82,15 +92,17 @@ def plot_pareto(report: StudyReport) -> Figure:
     for _, row in front.iterrows():
         ax.annotate(
             f"#{int(row['number'])}",
-            (row["gflops"], row["accuracy"]),
+            (row["flops"], row["accuracy"]),
             xytext=(5, 5),
             textcoords="offset points",
             fontsize=8,
             color=FRONT_COLOR,
         )
-    ax.set_xlabel("GFLOPs (fvcore: one multiply-add = one FLOP)")
+    ax.set_xlabel(f"{unit} (fvcore: one multiply-add = one FLOP)")
     ax.set_ylabel("val accuracy")
-    ax.set_title(f"{report.name}: val accuracy vs GFLOPs, {len(pts)} trials")
+    distinct = len(pts[["flops", "accuracy"]].drop_duplicates())
+    same = f", {len(pts) - distinct} on top of another" if distinct < len(pts) else ""
+    ax.set_title(f"{report.name}: val accuracy vs cost, {len(pts)} finished trials{same}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return fig

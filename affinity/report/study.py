@@ -63,6 +63,7 @@ class StudyReport:
         params: accuracy per searched parameter.
         front_configs: ``(trial number, YAML text)`` per trial on the front (duplicates of an
             earlier front trial left out, as the search's ``front/`` folder does).
+        trial_params: the searched parameters of each front trial.
     """
 
     name: str
@@ -73,6 +74,7 @@ class StudyReport:
     importance_note: str
     params: list[ParamSeries]
     front_configs: list[tuple[int, str]]
+    trial_params: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def _accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
@@ -206,6 +208,7 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
         importance_note=note,
         params=param_series(study),
         front_configs=front_configs,
+        trial_params={n: dict(by_number[n].params) for n, _ in front_configs},
     )
 
 
