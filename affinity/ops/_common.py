@@ -82,24 +82,35 @@ def shift_axis_into(out: Tensor, v: Tensor, shift: int, axis: int, padding: str)
     if shift == 0:
         out.copy_(v)
         return
-    t = abs(shift)
+    t = min(abs(shift), size)  # border width
     if t < size:  # interior: out[i] = in[i - shift] for the positions whose source is inside
         if shift > 0:
             out.narrow(axis, t, size - t).copy_(v.narrow(axis, 0, size - t))
-            border = torch.arange(0, t, device=v.device)
         else:
             out.narrow(axis, 0, size - t).copy_(v.narrow(axis, t, size - t))
-            border = torch.arange(size - t, size, device=v.device)
-    else:
-        border = torch.arange(0, size, device=v.device)
+    start = 0 if shift > 0 else size - t
+    border = out.narrow(axis, start, t)
     if padding == "zero":
-        if t < size:
-            out.narrow(axis, int(border[0]), border.numel()).zero_()
-        else:
-            out.zero_()
+        border.zero_()
         return
-    src = source_index(border, shift, size, padding)
-    out.narrow(axis, int(border[0]), border.numel()).copy_(v.index_select(axis, src))
+    src = torch.tensor(_border_sources(start, t, shift, size, padding), device=v.device)
+    border.copy_(v.index_select(axis, src))
+
+
+def _border_sources(start: int, count: int, shift: int, size: int, padding: str) -> list[int]:
+    """``source_index`` for a few border positions, in plain ints (a constant when traced)."""
+    out = []
+    for i in range(start, start + count):
+        j = i - shift
+        if padding == "circular":
+            j %= size
+        elif padding == "replicate":
+            j = min(max(j, 0), size - 1)
+        else:  # reflect, single bounce
+            j = -j if j < 0 else j
+            j = 2 * (size - 1) - j if j >= size else j
+        out.append(j)
+    return out
 
 
 def chunk_sizes(channels: int, groups: int) -> list[int]:

@@ -83,6 +83,7 @@ class Attention(Affinity):
         nn.init.trunc_normal_(self.qk.weight, std=0.02)
         if self.qk.bias is not None:
             nn.init.zeros_(self.qk.bias)
+        self._masks: dict[tuple[object, ...], tuple[Tensor | None, Tensor]] = {}
         self.rel_pos_table: nn.Parameter | None = None
         if rel_pos_bias:
             w = self.window_size
@@ -155,6 +156,17 @@ class Attention(Affinity):
 
     def _window_mask(self, h: int, w: int, ws: int, shift: int, like: Tensor) -> Tensor | None:
         """Additive mask (nW or 1, nh or 1, L, L): Swin's region mask (−inf) + relative bias."""
+        key = (h, w, ws, shift, like.device, like.dtype)
+        if key not in self._masks:  # index and region mask depend on the map only: build once
+            self._masks[key] = self._static_mask(h, w, ws, shift, like)
+        mask, idx = self._masks[key]
+        if self.rel_pos_table is not None:
+            bias = self.rel_pos_table.to(like.dtype)[idx].permute(2, 0, 1)[None]  # (1, nh, L, L)
+            mask = bias if mask is None else mask + bias
+        return mask
+
+    def _static_mask(self, h: int, w: int, ws: int, shift: int, like: Tensor) -> tuple[Tensor | None, Tensor]:
+        """Swin's region mask (nW, 1, L, L) with −inf (None without shift), and the bias index (L, L)."""
         mask: Tensor | None = None
         if shift:
             labels = _region_labels(h, w, ws, shift, like.device)  # (H, W) on the rolled grid
@@ -162,11 +174,7 @@ class Attention(Affinity):
             same = lw[:, :, None] == lw[:, None, :]
             mask = torch.zeros(same.shape, dtype=like.dtype, device=like.device)
             mask = mask.masked_fill(~same, float("-inf"))[:, None]  # (nW, 1, L, L)
-        if self.rel_pos_table is not None:
-            idx = self._rel_index(ws, like.device)
-            bias = self.rel_pos_table.to(like.dtype)[idx].permute(2, 0, 1)[None]  # (1, nh, L, L)
-            mask = bias if mask is None else mask + bias
-        return mask
+        return mask, self._rel_index(ws, like.device)
 
     def materialize(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
