@@ -109,9 +109,12 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     if not by_section.get("params"):
         parts.append('<p class="note">no finished trial with searched parameters</p>')
     parts.append("<h2>Configurations on the front</h2>")
-    points = report.points.set_index("number")
+    figures = {
+        int(n): (float(a), float(g))
+        for n, a, g in zip(report.points["number"], report.points["accuracy"], report.points["gflops"])
+    }
     for number, text in report.front_configs:
-        acc, gflops = float(points.loc[number, "accuracy"]), float(points.loc[number, "gflops"])
+        acc, gflops = figures[number]
         params = ", ".join(f"{k}={v}" for k, v in report.trial_params.get(number, {}).items())
         parts.append(
             f"<h3>trial #{number}: val accuracy {acc:.4f}, {gflops:.4g} GFLOPs</h3>"
