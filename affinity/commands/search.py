@@ -13,18 +13,26 @@ from affinity.commands._options import device_option, quiet_option
 
 
 @click.command("search")
-@click.option("--space", "space_name", required=True, help="A space file, or a shipped one (shifts.yaml, ...).")
+@click.option(
+    "--space", "space_name", required=True, help="A space file, or a shipped one (shifts.yaml, ...)."
+)
 @click.option("--study", default=None, help="Study name (default: the space's name). Same name: resume.")
-@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root.")
+@click.option(
+    "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
+)
 @click.option("--storage", default=None, help="Optuna storage URL (default: journal file under OUT/STUDY).")
-@click.option("--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest).")
+@click.option(
+    "--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest)."
+)
 @click.option("--n-jobs", type=int, default=None, help="Worker processes.")
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "grid", "qmc"]), default=None)
 @click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
               help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
               help="Pruner for --objective accuracy.")  # fmt: skip
-@click.option("--max-gflops", type=float, default=None, help="Over this (fvcore), a candidate is never trained.")
+@click.option(
+    "--max-gflops", type=float, default=None, help="Over this (fvcore), a candidate is never trained."
+)
 @click.option("--max-params", type=float, default=None, help="Over this many million parameters, likewise.")
 @click.option("--dataset", default=None, help="Dataset spec (digits, synthetic, npz:PATH, ...).")
 @click.option("--img-size", type=int, default=None)
@@ -109,7 +117,9 @@ def command(space_name: str, study: str | None, out: str, storage: str | None, c
     front = board[board["number"].isin(front_numbers(board))]
     console.print(leaderboard_table(front, f"Pareto front of {name} (max val_acc, min GFLOPs)", main=FRONT))
     console.print(f"leaderboard: {folder / 'leaderboard.csv'} ({len(board)} trials)")
-    console.print(f"front configs: {folder / 'front'}/trial_<n>.yaml (affinity profile / affinity train take them)")
+    console.print(
+        f"front configs: {folder / 'front'}/trial_<n>.yaml (affinity profile / affinity train take them)"
+    )
 
 
 def _save_space(space: Any, folder: Path) -> None:

@@ -63,7 +63,9 @@ def cpu_latency_ms(model: Any, in_chans: int, img_size: int, threads: int = 1) -
 def _find_duplicate(study: optuna.Study, trial_number: int, digest: str) -> Any:
     from optuna.trial import TrialState
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+    for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    ):
         if (
             t.number != trial_number
             and t.user_attrs.get("config_hash") == digest
@@ -124,7 +126,9 @@ def evaluate(
         return Outcome(earlier.state.name, values, attrs)
 
     try:
-        model = create_model(cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans)
+        model = create_model(
+            cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
+        )
     except AffinityError as exc:
         return Outcome("FAIL", attrs={"status": "rejected", "reason": f"build: {exc}"})
     x = torch.zeros(1, data.in_chans, data.img_size, data.img_size)

@@ -106,9 +106,13 @@ def parse_value(raw: Any, path: str) -> Value:
         return raw
     forms = [k for k in _FORMS if k in raw]
     if len(forms) > 1:
-        raise SpaceError(f"{path}: {dict(raw)!r} names {' and '.join(forms)}; allowed: exactly one of {_FORMS}")
+        raise SpaceError(
+            f"{path}: {dict(raw)!r} names {' and '.join(forms)}; allowed: exactly one of {_FORMS}"
+        )
     form = forms[0]
-    allowed_keys = {"choice": {"choice"}, "int": {"int", "step", "log"}, "float": {"float", "step", "log"}}[form]
+    allowed_keys = {"choice": {"choice"}, "int": {"int", "step", "log"}, "float": {"float", "step", "log"}}[
+        form
+    ]
     for key in raw:
         if key not in allowed_keys:
             raise SpaceError(
@@ -117,7 +121,9 @@ def parse_value(raw: Any, path: str) -> Value:
     if form == "choice":
         values = raw["choice"]
         if not isinstance(values, list):
-            raise SpaceError(f"{path}.choice: {_fmt(values)} is not a list; allowed: a non-empty list of values")
+            raise SpaceError(
+                f"{path}.choice: {_fmt(values)} is not a list; allowed: a non-empty list of values"
+            )
         if not values:
             raise SpaceError(f"{path}.choice: [] is empty; allowed: a non-empty list of values")
         for i, v in enumerate(values):

@@ -10,10 +10,27 @@ if TYPE_CHECKING:
 
 __all__ = ["leaderboard_table"]
 
-_MAIN = ("number", "state", "status", "val_acc", "gflops", "params_m", "latency_ms", "pareto_rank", "dominated_by", "duration_s")
+_MAIN = (
+    "number",
+    "state",
+    "status",
+    "val_acc",
+    "gflops",
+    "params_m",
+    "latency_ms",
+    "pareto_rank",
+    "dominated_by",
+    "duration_s",
+)
 #: the columns of the front table printed at the end of a search
 FRONT = ("number", "val_acc", "gflops", "params_m", "latency_ms")
-_FMT = {"val_acc": "{:.4f}", "gflops": "{:.4g}", "params_m": "{:.4f}", "latency_ms": "{:.2f}", "duration_s": "{:.1f}"}
+_FMT = {
+    "val_acc": "{:.4f}",
+    "gflops": "{:.4g}",
+    "params_m": "{:.4f}",
+    "latency_ms": "{:.2f}",
+    "duration_s": "{:.1f}",
+}
 
 
 def _cell(col: str, value: Any) -> str:

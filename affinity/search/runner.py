@@ -10,11 +10,14 @@ stops; the leaderboard is rewritten after every trial and once more at the end.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,12 +98,30 @@ def _open(spec: RunSpec) -> optuna.Study:
     return optuna.load_study(study_name=spec.study, storage=storage)
 
 
+@contextlib.contextmanager
+def _no_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C while the storage is written (a journal line is never cut in half);
+    a Ctrl-C that arrived meanwhile is raised right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda sig, frame: caught.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _tell(study: optuna.Study, trial: optuna.Trial, state: str, values: Any, attrs: dict[str, Any]) -> None:
     from optuna.trial import TrialState
 
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    study.tell(trial, values=values if state == "COMPLETE" else None, state=TrialState[state])
+    with _no_interrupt():
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        study.tell(trial, values=values if state == "COMPLETE" else None, state=TrialState[state])
 
 
 def worker_loop(
@@ -128,13 +149,17 @@ def worker_loop(
     existing = len(base.get_trials(deepcopy=False))
     n_obj = len(base.directions)
     # a resumed or parallel run must not replay the same proposals: mix in the trial count
-    sampler = make_sampler(s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker, n_objectives=n_obj)
-    study = optuna.load_study(study_name=spec.study, storage=base._storage, sampler=sampler, pruner=make_pruner(s))
+    sampler = make_sampler(
+        s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker, n_objectives=n_obj
+    )
+    study = optuna.load_study(
+        study_name=spec.study, storage=base._storage, sampler=sampler, pruner=make_pruner(s)
+    )
     ran = 0
     from affinity.search.study import file_lock
 
     while True:
-        with file_lock(spec.lock):
+        with _no_interrupt(), file_lock(spec.lock):
             reap_stale(study)
             done, running = counted(study.get_trials(deepcopy=False))
             if done + running >= spec.target:
@@ -160,7 +185,8 @@ def worker_loop(
             last = trial.user_attrs.get("epoch_acc") or [None]
             _tell(study, trial, "PRUNED", None, {"status": "pruned", "val_acc": last[-1]})
         except KeyboardInterrupt:
-            _tell(study, trial, "FAIL", None, {"status": "interrupted", "reason": "interrupted (Ctrl-C)"})
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C still records it
+                _tell(study, trial, "FAIL", None, {"status": "interrupted", "reason": "interrupted (Ctrl-C)"})
             raise
         except AffinityError as exc:
             _tell(study, trial, "FAIL", None, {"status": "rejected", "reason": str(exc)})
@@ -182,6 +208,7 @@ def _spawned_worker(spec: RunSpec, worker: int) -> None:
     try:
         worker_loop(spec, worker)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent may pass on a second one
         sys.exit(130)
     except AffinityError as exc:
         print(f"affinity: worker {worker}: error: {exc}", file=sys.stderr)
@@ -311,8 +338,15 @@ def _run_processes(
                 seen = done
                 after_trial(study)
     except KeyboardInterrupt:
+        # a terminal's Ctrl-C reaches the workers too; a signal sent to this process alone
+        # is passed on, so each worker records its running trial as interrupted
+        time.sleep(0.2)
         for p in procs:
-            p.join(timeout=30)
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGINT)
+        for p in procs:
+            p.join(timeout=60)
         raise
     finally:
         for p in procs:

@@ -124,8 +124,19 @@ _SETTING_PATHS = {
     "dataset": "dataset",
     "img_size": "img_size",
     "seed": "seed",
-    **{k: f"budget.{k}" for k in ("epochs", "max_steps", "batch_size", "lr", "weight_decay",
-                                  "warmup_fraction", "label_smoothing", "augment")},  # fmt: skip
+    **{
+        k: f"budget.{k}"
+        for k in (
+            "epochs",
+            "max_steps",
+            "batch_size",
+            "lr",
+            "weight_decay",
+            "warmup_fraction",
+            "label_smoothing",
+            "augment",
+        )
+    },  # fmt: skip
     **{k: f"search.{k}" for k in ("n_trials", "sampler", "objective", "pruner", "n_jobs")},
     **{k: f"constraints.{k}" for k in ("max_gflops", "max_params")},
 }
@@ -140,7 +151,10 @@ def _pos(v: Any) -> bool:
 
 
 _SETTING_RULES: dict[str, tuple[Any, str]] = {
-    "dataset": (lambda v: isinstance(v, str) and v.strip() != "", "a dataset spec such as digits or npz:PATH"),
+    "dataset": (
+        lambda v: isinstance(v, str) and v.strip() != "",
+        "a dataset spec such as digits or npz:PATH",
+    ),
     "img_size": (lambda v: _int(v, 4) and v <= 1024, "an integer from 4 to 1024"),
     "seed": (lambda v: _int(v, 0), "an integer >= 0"),
     "epochs": (lambda v: _int(v, 1), "an integer >= 1"),
@@ -398,7 +412,9 @@ def parse_space(raw: Any, *, source: str = "", default_name: str = "space") -> S
             raise _unknown(key, "", _TOP_KEYS)
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise SpaceError(f"name: {_show(name)} is not allowed; allowed: letters, digits, _ . - (a folder name)")
+        raise SpaceError(
+            f"name: {_show(name)} is not allowed; allowed: letters, digits, _ . - (a folder name)"
+        )
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise SpaceError(f"description: {_show(description)} is not allowed; allowed: text")
@@ -430,7 +446,9 @@ def _parse_model(
             raise _unknown(key, "model", _MODEL_KEYS)
     family = model.get("family", "hierarchical")
     if family not in FAMILIES:
-        raise SpaceError(f"model.family: {_show(family)} is not allowed; allowed: one of {', '.join(FAMILIES)}")
+        raise SpaceError(
+            f"model.family: {_show(family)} is not allowed; allowed: one of {', '.join(FAMILIES)}"
+        )
 
     lists: dict[str, Choice] = {}
     per_stage: dict[str, list[Any]] = {}
@@ -445,33 +463,51 @@ def _parse_model(
             lengths = set()
             for i, option in enumerate(raw.values):
                 if not isinstance(option, list) or not option:
-                    raise SpaceError(f"{path}.choice[{i}]: {_show(option)} is not allowed; allowed: a non-empty list of integers")
+                    raise SpaceError(
+                        f"{path}.choice[{i}]: {_show(option)} is not allowed; allowed: a non-empty list of integers"
+                    )
                 for j, v in enumerate(option):
                     if not _int(v, 1):
-                        raise SpaceError(f"{path}.choice[{i}][{j}]: {_show(v)} is not allowed; allowed: an integer >= 1")
+                        raise SpaceError(
+                            f"{path}.choice[{i}][{j}]: {_show(v)} is not allowed; allowed: an integer >= 1"
+                        )
                 lengths.add(len(option))
             if len(lengths) > 1:
-                raise SpaceError(f"{path}.choice: lists of lengths {sorted(lengths)}; allowed: one length (the number of stages)")
+                raise SpaceError(
+                    f"{path}.choice: lists of lengths {sorted(lengths)}; allowed: one length (the number of stages)"
+                )
             lists[path] = raw
             per_stage[single] = [Ref(path, i) for i in range(lengths.pop())]
         elif isinstance(raw, list) and raw:
-            per_stage[single] = [_stage_int(parse_value(v, f"{path}[{i}]"), f"{path}[{i}]") for i, v in enumerate(raw)]
-            per_stage[single] = [_Named(f"{path}[{i}]", v) if is_param(v) else v for i, v in enumerate(per_stage[single])]
+            per_stage[single] = [
+                _stage_int(parse_value(v, f"{path}[{i}]"), f"{path}[{i}]") for i, v in enumerate(raw)
+            ]
+            per_stage[single] = [
+                _Named(f"{path}[{i}]", v) if is_param(v) else v for i, v in enumerate(per_stage[single])
+            ]
         else:
-            raise SpaceError(f"{path}: {_show(model[plural])} is not allowed; allowed: a non-empty list (one per stage) or a choice of lists")
+            raise SpaceError(
+                f"{path}: {_show(model[plural])} is not allowed; allowed: a non-empty list (one per stage) or a choice of lists"
+            )
 
     stage_list = model.get("stages")
     if stage_list is not None and (not isinstance(stage_list, list) or not stage_list):
-        raise SpaceError(f"model.stages: {_show(stage_list)} is not allowed; allowed: a non-empty list of stage mappings")
+        raise SpaceError(
+            f"model.stages: {_show(stage_list)} is not allowed; allowed: a non-empty list of stage mappings"
+        )
     counts = {f"model.{'dims' if k == 'dim' else 'depths'}": len(v) for k, v in per_stage.items()}
     if stage_list is not None:
         counts["model.stages"] = len(stage_list)
     if len(set(counts.values())) > 1:
         detail = ", ".join(f"{k} has {n}" for k, n in counts.items())
-        raise SpaceError(f"{next(iter(counts))}: stage counts disagree ({detail}); allowed: one entry per stage everywhere")
+        raise SpaceError(
+            f"{next(iter(counts))}: stage counts disagree ({detail}); allowed: one entry per stage everywhere"
+        )
     n_stages = next(iter(counts.values()), 1)
     if family == "isotropic" and n_stages != 1:
-        raise SpaceError(f"model.family: isotropic with {n_stages} stages; allowed: one stage (or family: hierarchical)")
+        raise SpaceError(
+            f"model.family: isotropic with {n_stages} stages; allowed: one stage (or family: hierarchical)"
+        )
 
     shared: dict[str, Any] = {}
     for key in ("dim", "depth", "patch_size", "channel_mlp_ratio"):
@@ -524,7 +560,9 @@ def _parse_model(
 
 def _stage_int(value: Any, path: str) -> Any:
     if isinstance(value, FloatRange):
-        raise SpaceError(f"{path}: a float range is not allowed; allowed: an integer, a choice of integers or an int range")
+        raise SpaceError(
+            f"{path}: a float range is not allowed; allowed: an integer, a choice of integers or an int range"
+        )
     for v in candidates(value):
         if not _int(v, 1):
             raise SpaceError(f"{path}: {_show(v)} is not allowed; allowed: an integer >= 1")
@@ -539,7 +577,9 @@ def _parse_mixer(raw: Any, path: str) -> MixerSpec:
         raise SpaceError(f"{path}.kind: missing; allowed: one of {', '.join(KINDS)} (or a choice, or a+b)")
     kind = parse_value(body["kind"], f"{path}.kind")
     if isinstance(kind, (IntRange, FloatRange)):
-        raise SpaceError(f"{path}.kind: a numeric range is not allowed; allowed: a kind name or a choice of kind names")
+        raise SpaceError(
+            f"{path}.kind: a numeric range is not allowed; allowed: a kind name or a choice of kind names"
+        )
     spec = MixerSpec(path, kind, {})
     options = spec.kind_options()
     kind_keys = sorted({k for kind in KINDS.values() for k in kind.params})
@@ -632,6 +672,7 @@ def check_space(space: Space, img_size: int | None = None) -> None:
     """Geometry and dry-construction checks (also rerun when the command line changes img_size)."""
     img = img_size or space.settings.img_size
     strides = {1}
+    users: dict[str, tuple[MixerSpec, list[tuple[int, list[int], list[int]]]]] = {}
     for st in space.stages:
         path = f"model.stages[{st.index}]"
         patch_where = _where(st.patch_size, f"{path}.patch_size")
@@ -650,16 +691,22 @@ def check_space(space: Space, img_size: int | None = None) -> None:
             value = getattr(st, key)
             for v in _values(value, space.lists):
                 if not _int(v, 1):
-                    raise SpaceError(f"{_where(value, f'{path}.{key}')}: {_show(v)} is not allowed; allowed: an integer >= 1")
+                    raise SpaceError(
+                        f"{_where(value, f'{path}.{key}')}: {_show(v)} is not allowed; allowed: an integer >= 1"
+                    )
         ratio = st.channel_mlp_ratio
         for v in _values(ratio, space.lists):
             if not _pos(v):
-                raise SpaceError(f"{_where(ratio, f'{path}.channel_mlp_ratio')}: {_show(v)} is not allowed; allowed: a number > 0")
+                raise SpaceError(
+                    f"{_where(ratio, f'{path}.channel_mlp_ratio')}: {_show(v)} is not allowed; allowed: a number > 0"
+                )
         dims = _values(st.dim, space.lists)
         maps = sorted({img // s for s in strides})
         for spec in (st.mixer, st.pos_mixer):
             if spec is not None:
-                _dry_check(spec, dims, maps, st.index)
+                users.setdefault(spec.path, (spec, []))[1].append((st.index, dims, maps))
+    for spec, stages in users.values():
+        _dry_check(spec, stages)
     _check_model_fields(space)
 
 
@@ -667,44 +714,85 @@ def check_space(space: Space, img_size: int | None = None) -> None:
 _ALIASES = {"window_size": "window"}
 
 
-def _dry_check(spec: MixerSpec, dims: list[int], maps: list[int], stage: int) -> None:
-    """Build every affinity the mixer can take at this stage (widths × map sizes × values)."""
+def _try_build(option: tuple[Kind, ...], values: dict[str, Any], dim: int, size: int) -> str | None:
+    """Build the mixer's affinities at one width and map size; the error message, or None."""
     from affinity.models.config import affinity_params
     from affinity.ops import create_affinity
 
+    try:
+        mixer = build_mixer(option, values, Geometry(dim, (size, size)))
+        for branch in mixer.branches:
+            accepted = affinity_params(branch.affinity)
+            params = dict(branch.params)
+            unknown = set(params) - accepted if accepted is not None else set()
+            if unknown:
+                return (
+                    f"{sorted(unknown)[0]}=... is not accepted by affinity {branch.affinity!r} "
+                    f"(it takes {sorted(accepted or ())})"
+                )
+            create_affinity(branch.affinity, dim=dim, hw=(size, size), **params)
+    except AffinityError as exc:
+        return str(exc)
+    return None
+
+
+def _dry_check(spec: MixerSpec, stages: list[tuple[int, list[int], list[int]]]) -> None:
+    """Build every affinity the mixer can take, at every stage that uses it.
+
+    A combination works when, at every stage using the mixer, some width and map size the
+    stage can have builds it. A kind, or a parameter value, for which no combination works
+    is an error (every trial with it would be rejected); a value that fails only with some
+    other values is allowed, and such trials are recorded as rejected with the reason.
+    """
+    cache: dict[tuple[Any, ...], str | None] = {}
     for option in spec.kind_options():
         keys = [k for kind in option for k in kind.params if k in spec.params]
+        for key in ("connection", "coefficients", "alpha", "beta"):
+            if key in spec.params:
+                keys.append(key)
         grids = [candidates(spec.params[k]) for k in keys]
-        combos = list(itertools.islice(itertools.product(*grids), DRY_CHECK_LIMIT))
-        for dim, size, combo in itertools.product(dims, maps, combos):
+        worked: dict[tuple[str, str], bool] = {}
+        first_error: dict[tuple[str, str], str] = {}
+        any_ok = False
+        last_error = ""
+        for combo in itertools.islice(itertools.product(*grids), DRY_CHECK_LIMIT):
             values = dict(zip(keys, combo))
-            geo = Geometry(dim, (size, size))
-            try:
-                mixer = build_mixer(option, values, geo)
-                for branch in mixer.branches:
-                    accepted = affinity_params(branch.affinity)
-                    params = dict(branch.params)
-                    if accepted is not None:
-                        unknown = set(params) - accepted
-                        if unknown:
-                            raise ConfigError(
-                                f"{sorted(unknown)[0]}=... is not accepted by affinity {branch.affinity!r} "
-                                f"(it takes {sorted(accepted)})"
-                            )
-                    create_affinity(branch.affinity, dim=dim, hw=(size, size), **params)
-            except AffinityError as exc:
-                msg = str(exc)
-                m = re.match(r"(\w+)=", msg)
-                key = _ALIASES.get(m.group(1), m.group(1)) if m else None
-                key = key if key in spec.params else None
-                where = f"{spec.path}.{key}" if key else spec.path
-                shown = f"{key}={_show(values[key])}" if key in values else ", ".join(
-                    f"{k}={_show(v)}" for k, v in values.items()
-                )
+            ok = True
+            for stage, dims, maps in stages:
+                errors = []
+                for dim, size in itertools.product(dims, maps):
+                    ck = (tuple(k.name for k in option), json.dumps(values, sort_keys=True), dim, size)
+                    if ck not in cache:
+                        cache[ck] = _try_build(option, values, dim, size)
+                    if cache[ck] is None:
+                        break
+                    errors.append(f"stage {stage} (dim {dim}, map {size}x{size}): {cache[ck]}")
+                else:
+                    ok = False
+                    last_error = errors[0]
+                    break
+            any_ok = any_ok or ok
+            for key, value in values.items():
+                slot = (key, json.dumps(value))
+                worked[slot] = worked.get(slot, False) or ok
+                if not ok:
+                    first_error.setdefault(slot, last_error)
+        name = "+".join(k.name for k in option)
+        if not any_ok:
+            m = re.search(r": (\w+)=", last_error)
+            key = _ALIASES.get(m.group(1), m.group(1)) if m else None
+            if key in spec.params:
+                shown = f"{_show(spec.params[key])} " if not is_param(spec.params[key]) else ""
                 raise SpaceError(
-                    f"{where}: {shown or 'the defaults'} with kind {'+'.join(k.name for k in option)} cannot "
-                    f"be built at stage {stage} (dim {dim}, map {size}x{size}): {msg}"
-                ) from None
+                    f"{spec.path}.{key}: {shown}cannot be built with kind {name} and any of its values: {last_error}"
+                )
+            raise SpaceError(f"{spec.path}.kind: {name} cannot be built with any of its values: {last_error}")
+        for (key, shown), good in worked.items():
+            if not good:
+                raise SpaceError(
+                    f"{spec.path}.{key}: {shown} cannot be built with kind {name} and any choice of the "
+                    f"other parameters: {first_error[(key, shown)]}"
+                )
 
 
 def _check_model_fields(space: Space) -> None:
@@ -760,7 +848,9 @@ def resolve_space_path(name: str | Path) -> Path:
     shipped = shipped_spaces()
     near = closest(str(name), shipped)
     hint = f"; did you mean {', '.join(near)}?" if near else ""
-    raise SpaceError(f"--space: {str(name)!r} is neither a file nor a shipped space{hint} (shipped: {', '.join(shipped)})")
+    raise SpaceError(
+        f"--space: {str(name)!r} is neither a file nor a shipped space{hint} (shipped: {', '.join(shipped)})"
+    )
 
 
 def load_space(name: str | Path) -> Space:

@@ -70,7 +70,9 @@ def open_storage(url: str | None, path: Path, *, create: bool) -> Any:
         file = path if url is None else Path(url)
         if not file.is_file():
             if not create:
-                raise StudyError(f"no study storage at {file} (run `affinity search` first, or pass --storage URL)")
+                raise StudyError(
+                    f"no study storage at {file} (run `affinity search` first, or pass --storage URL)"
+                )
             file.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(file)))
     if url.startswith("sqlite:///") and not create:
@@ -112,7 +114,9 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
         stored = study.user_attrs.get("affinity", {}).get("training")
         if stored is not None:
             diff = [
-                f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in settings.training().items() if stored.get(k) != v
+                f"{k}: {stored.get(k)!r} -> {v!r}"
+                for k, v in settings.training().items()
+                if stored.get(k) != v
             ]
             if diff:
                 raise StudyError(
@@ -177,7 +181,9 @@ def make_sampler(settings: Settings, space: Space, *, seed: int, n_objectives: i
             n_startup_trials=max(2, min(10, settings.n_trials // 3)),
         )
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, settings.n_trials // 4)))
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(4, min(50, settings.n_trials // 4))
+        )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":

@@ -1,0 +1,75 @@
+"""``affinity leaderboard STUDY``: rebuild a study's leaderboard from its storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from affinity.commands._options import format_option
+
+#: columns sorted best-first in descending order; every other column sorts ascending
+DESCENDING = ("val_acc",)
+
+
+@click.command("leaderboard")
+@click.argument("study")
+@click.option("--storage", default=None, help="Optuna storage URL (default: OUT/STUDY/journal.log).")
+@click.option(
+    "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
+)
+@click.option("--top", type=int, default=None, help="Show only the first K rows.")
+@click.option(
+    "--sort", "sort_col", default=None, help="Sort by this column (val_acc descending, others ascending)."
+)
+@format_option
+def command(
+    study: str, storage: str | None, out: str, top: int | None, sort_col: str | None, fmt: str
+) -> None:
+    """Rebuild a study's leaderboard (one row per trial, Pareto ranks) from its storage.
+
+    Columns are documented in README.md (val_acc, gflops, params_m, latency_ms, pareto_rank,
+    dominated_by, ... and one per searched parameter). GFLOPs are fvcore's: one
+    multiply-add counts as one FLOP.
+    """
+    import optuna
+
+    from affinity.errors import StudyError
+    from affinity.search.leaderboard import build_leaderboard
+    from affinity.search.render import leaderboard_table
+    from affinity.search.runner import _quiet_optuna
+    from affinity.search.study import default_storage_path, open_storage, study_names
+
+    _quiet_optuna()
+    if top is not None and top < 1:
+        raise StudyError(f"--top: {top} is not allowed; allowed: an integer >= 1")
+    path = default_storage_path(out, study)
+    if storage is None and not path.is_file():
+        found = sorted(p.parent.name for p in Path(out).glob("*/journal.log"))
+        raise StudyError(
+            f"study {study!r} not found under {out}/ (studies there: {', '.join(found) or 'none'}; "
+            "or pass --storage URL)"
+        )
+    store = open_storage(storage, path, create=False)
+    names = study_names(store)
+    if study not in names:
+        raise StudyError(
+            f"study {study!r} is not in {storage or path} (studies there: {', '.join(names) or 'none'})"
+        )
+    board = build_leaderboard(optuna.load_study(study_name=study, storage=store))
+    if sort_col is not None:
+        if sort_col not in board.columns:
+            raise StudyError(f"--sort: {sort_col!r} is not a column; allowed: {', '.join(board.columns)}")
+        board = board.sort_values(
+            sort_col, ascending=sort_col not in DESCENDING, na_position="last", kind="mergesort"
+        ).reset_index(drop=True)
+    if top is not None:
+        board = board.head(top)
+    if fmt == "csv":
+        click.echo(board.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(board.to_json(orient="records", indent=2))
+    else:
+        from rich.console import Console
+
+        Console().print(leaderboard_table(board, f"{study}: {len(board)} trials"))
