@@ -146,7 +146,7 @@ def profile(
     timing: bool = True,
     in_chans: int = 3,
     num_classes: int = 1000,
-    warmup: int = 2,
+    warmup: int = 1,
     max_runs: int = 10,
     max_seconds: float = 5.0,
 ) -> ProfileResult:
@@ -161,7 +161,8 @@ def profile(
         timing: measure latency (median of at least 3 runs after ``warmup``).
         in_chans: input channels.
         num_classes: classifier outputs.
-        warmup: untimed forwards first.
+        warmup: untimed forwards before timing; the FLOP-count pass (a full forward on one
+            image) counts as the first when ``batch_size`` is 1.
         max_runs: at most this many timed forwards ...
         max_seconds: ... and no more once this much time has been spent timing (3 at least).
 
@@ -214,7 +215,8 @@ def profile(
     runs: list[float] = []
     if timing:
         batch = torch.randn(batch_size, in_chans, img_size, img_size, device=device)
-        runs = _time_forward(model, batch, warmup=warmup, max_runs=max_runs, max_seconds=max_seconds)
+        extra = warmup - 1 if batch_size == 1 else warmup
+        runs = _time_forward(model, batch, warmup=extra, max_runs=max_runs, max_seconds=max_seconds)
     latency = statistics.median(runs) if runs else None
 
     ref_dict: dict[str, Any] | None = None
