@@ -41,9 +41,10 @@ def main() -> None:
             f"latency median {data['latency_ms']:.0f} ms over {len(data['latency_runs'])} runs"
         )
     print(f"median wall time of {args.runs}: {statistics.median(walls):.1f} s  (target < 30 s)")
+    published = data["reference"] and data["reference"]["gflops"]
     print(
         f"{args.model} @ {args.img_size}: {data['params_m']:.2f} M params, {data['gflops']:.2f} GFLOPs "
-        f"(published {data['reference'] and data['reference']['gflops']}, diff {data['flops_diff_pct']:+.1f}%)"
+        f"(published {published}, diff {data['flops_diff_pct']:+.1f}%)"
     )
 
 
