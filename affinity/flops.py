@@ -216,6 +216,7 @@ class FlopReport:
             call counts; empty for every registered model (a test checks).
         dense_nxn: per token mixer (module path of its ``ContextAggregation``), the cost its
             branches would have as dense N×N affinities, ``Σ_branches B·C·N_out·N_in``.
+        dense_nxn_by_affinity: the same per affinity module path.
         batch_size: the input's batch size (the figures are for the whole batch).
         unit: what one FLOP means here.
     """
@@ -225,6 +226,7 @@ class FlopReport:
     by_operator: dict[str, int]
     unsupported: dict[str, int]
     dense_nxn: dict[str, int] = field(default_factory=dict)
+    dense_nxn_by_affinity: dict[str, int] = field(default_factory=dict)
     batch_size: int = 1
     unit: str = UNIT
 
@@ -262,7 +264,7 @@ def count_flops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> FlopRe
     """
     training = model.training
     model.eval()
-    hooks, dense = _dense_hooks(model)
+    hooks, dense, dense_aff = _dense_hooks(model)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -282,15 +284,17 @@ def count_flops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> FlopRe
         by_operator=by_operator,
         unsupported=unsupported,
         dense_nxn=dict(dense),
+        dense_nxn_by_affinity=dict(dense_aff),
         batch_size=int(first.shape[0]),
     )
 
 
-def _dense_hooks(model: nn.Module) -> tuple[list[Any], Counter[str]]:
+def _dense_hooks(model: nn.Module) -> tuple[list[Any], Counter[str], Counter[str]]:
     """Forward hooks on every affinity that add ``B·C·N_out·N_in`` to its mixer's entry."""
     from affinity.ops.base import Affinity
 
     dense: Counter[str] = Counter()
+    by_affinity: Counter[str] = Counter()
     hooks = []
     paths = dict(model.named_modules())
     for path, module in paths.items():
@@ -298,15 +302,19 @@ def _dense_hooks(model: nn.Module) -> tuple[list[Any], Counter[str]]:
             continue
         mixer = _mixer_path(path, paths)
 
-        def hook(mod: nn.Module, args: tuple[Any, ...], out: Any, mixer: str = mixer) -> None:
+        def hook(
+            mod: nn.Module, args: tuple[Any, ...], out: Any, mixer: str = mixer, path: str = path
+        ) -> None:
             v = args[0]
             if isinstance(v, Tensor) and isinstance(out, Tensor) and v.dim() == 4 and out.dim() == 4:
                 n_in = v.shape[2] * v.shape[3]
                 n_out = out.shape[2] * out.shape[3]
-                dense[mixer] += int(v.shape[0] * v.shape[1] * n_in * n_out)
+                cost = int(v.shape[0] * v.shape[1] * n_in * n_out)
+                dense[mixer] += cost
+                by_affinity[path] += cost
 
         hooks.append(module.register_forward_hook(hook))
-    return hooks, dense
+    return hooks, dense, by_affinity
 
 
 def _mixer_path(path: str, paths: dict[str, nn.Module]) -> str:

@@ -15,7 +15,7 @@ import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -209,7 +209,7 @@ def profile(
     by_module = report.by_module
     stages = _stage_costs(model, by_module, report.total)
     by_component = _components(model, by_module, report.total)
-    by_affinity = _affinity_costs(model, by_module, report.dense_nxn)
+    by_affinity = _affinity_costs(model, by_module, report.dense_nxn_by_affinity)
     layers = _layer_costs(model, by_module)
 
     runs: list[float] = []
@@ -381,7 +381,6 @@ def _inside(path: str, model: nn.Module) -> bool:
 
 def _affinity_costs(model: nn.Module, by_module: dict[str, int], dense: dict[str, int]) -> list[AffinityCost]:
     from affinity.ops.base import Affinity
-    from affinity.ops.mixer import ContextAggregation
 
     rows: dict[str, AffinityCost] = {}
     for path, module in model.named_modules():
@@ -390,13 +389,8 @@ def _affinity_costs(model: nn.Module, by_module: dict[str, int], dense: dict[str
             row.count += 1
             row.params += _params_of(module)
             row.flops += by_module.get(path, 0)
-    # dense cost is recorded per mixer; split it over the mixer's affinity kinds by branch
-    for path, module in model.named_modules():
-        if isinstance(module, ContextAggregation) and path in dense:
-            kinds = [str(cast(Any, b).affinity.name) for b in module.branches]
-            for kind in kinds:
-                rows[kind].dense_nxn_flops += dense[path] // len(kinds)
-    return sorted(rows.values(), key=lambda r: -r.flops)
+            row.dense_nxn_flops += dense.get(path, 0)
+    return sorted(rows.values(), key=lambda r: (-r.flops, r.kind))
 
 
 def _layer_costs(model: nn.Module, by_module: dict[str, int]) -> list[LayerCost]:
