@@ -121,7 +121,25 @@ def capture_affinity_inputs(
     return seen
 
 
-def learned_tiles(name: str, affinity: Affinity, hw: tuple[int, int]) -> list[Tiles]:
+def _hidden_sides(mixer: nn.Module, affinity: Affinity) -> tuple[bool, bool]:
+    """Whether the affinity reads from / writes to hidden units rather than tokens.
+
+    MLP-Mixer's token MLP is two ``token_mlp`` branches, N -> D_S -> N, whose configs set
+    ``out_tokens`` (first) and ``in_tokens`` (second); D_S may equal N, so shapes cannot tell.
+    """
+    from affinity.ops.mixer import ContextAggregation
+
+    if not isinstance(mixer, ContextAggregation):
+        return False, False
+    for cfg, aff in zip(mixer.cfg.branches, mixer.branch_affinities()):
+        if aff is affinity:
+            return "in_tokens" in cfg.params, "out_tokens" in cfg.params
+    return False, False
+
+
+def learned_tiles(
+    name: str, affinity: Affinity, hw: tuple[int, int], *, in_hidden: bool = False
+) -> list[Tiles]:
     """Learned weights of a static affinity drawn as tiles (MLP-Mixer, figure 10).
 
     A weight over tokens (a 2-D parameter with an ``N = H·W`` side) gives one ``H×W`` tile per
@@ -129,6 +147,13 @@ def learned_tiles(name: str, affinity: Affinity, hw: tuple[int, int]) -> list[Ti
     the column of its second (``N × D_S``: where each hidden unit writes), the row of ResMLP's
     ``N × N``. A depthwise kernel (``C × 1 × k × k``) gives one ``k×k`` tile per channel.
     Parameter-free (shifts) and dynamic (attention) affinities give none.
+
+    Args:
+        name: the affinity's module name, for titles.
+        affinity: the affinity.
+        hw: the token grid.
+        in_hidden: the affinity reads hidden units (Mixer's second layer): its columns are
+            the tiles even when D_S = N.
     """
     if affinity.dynamic:
         return []
@@ -143,7 +168,7 @@ def learned_tiles(name: str, affinity: Affinity, hw: tuple[int, int]) -> list[Ti
         if weight.dim() == 2:
             weight = weight.unsqueeze(0)  # (S, N_out, N_in): S matrices (heads / share sets)
         shape = tuple(weight.shape)
-        if len(shape) == 3 and shape[2] == n:
+        if len(shape) == 3 and shape[2] == n and not (in_hidden and shape[1] == n):
             tiles = weight.reshape(-1, h, w)
             note = f"row i of {pname} {shape} as {h}×{w}: what unit i reads from each token"
         elif len(shape) == 3 and shape[1] == n:
@@ -208,14 +233,16 @@ def layer_fields(
         aff = mixer.get_submodule(aff_name)
         assert isinstance(aff, Affinity)
         title = f"{aff_name or 'affinity'} ({aff.name})"
-        spatial = tuple(v.shape[-2:]) == hw and aff.out_hw(*hw) == hw
-        if spatial:  # a layer between hidden units (Mixer's N -> D_S -> N) has no map to draw
+        in_hidden, out_hidden = _hidden_sides(mixer, aff)
+        spatial = not (in_hidden or out_hidden) and tuple(v.shape[-2:]) == hw and aff.out_hw(*hw) == hw
+        if spatial:  # a layer into or out of hidden units (Mixer's N -> D_S -> N) has no map
             data.fields.append(
                 affinity_field(aff, x, q, title=title, max_groups=max_groups, dim=v.shape[1], method="auto")
             )
         else:
-            data.skipped.append(f"{title}: maps {tuple(v.shape[-2:])} to {aff.out_hw(*v.shape[-2:])} tokens")
-        data.tiles.extend(learned_tiles(aff_name, aff, hw))
+            side = "from hidden units to tokens" if in_hidden else "from tokens to hidden units"
+            data.skipped.append(f"{title}: maps {side}, no token map (its weights are the tiles)")
+        data.tiles.extend(learned_tiles(aff_name, aff, hw, in_hidden=in_hidden))
     combined = combined_field(mixer, inputs, q, hw, max_groups=max_groups)
     if combined is not None:
         data.fields.append(combined)

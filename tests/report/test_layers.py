@@ -47,7 +47,9 @@ def test_as_mlp_layer_is_the_cross_per_shift_group() -> None:
 
 
 def test_mixer_tiles_are_the_token_mlp_weights_from_a_checkpoint() -> None:
-    model = small("mixer_s16", img_size=32, patch_size=4, dims=32, depths=1)
+    # patch 2 on 32×32: N = 16·16 = 256 tokens = D_S hidden units, so only the mixer's
+    # config (out_tokens / in_tokens) tells tokens from hidden units
+    model = small("mixer_s16", img_size=32, patch_size=2, dims=16, depths=1)
     save_checkpoint("ckpt.pt", model, model.cfg.to_dict(), num_classes=10, img_size=32, in_chans=1)
     loaded, label, size, in_chans = layers.load_model("ckpt.pt")
     assert (label, size, in_chans) == ("ckpt", 32, 1)
@@ -55,9 +57,11 @@ def test_mixer_tiles_are_the_token_mlp_weights_from_a_checkpoint() -> None:
     assert data.fields == []  # N -> D_S -> N through hidden units: no token map, tiles instead
     assert len(data.tiles) == 2 and len(data.skipped) == 2
     first, second = (a.weight.detach().double() for a in find_mixers(model)[0][1].branch_affinities())
-    assert data.tiles[0].tiles.shape == (first.shape[1], 8, 8)  # one 8×8 tile per hidden unit
-    np.testing.assert_array_equal(data.tiles[0].tiles[3], first[0, 3].reshape(8, 8).numpy())
-    np.testing.assert_array_equal(data.tiles[1].tiles[5], second[0, :, 5].reshape(8, 8).numpy())
+    assert first.shape == second.shape == (1, 256, 256)
+    assert data.tiles[0].tiles.shape == (256, 16, 16)  # one tile per hidden unit
+    # first layer: row k (what hidden unit k reads); second: column k (where it writes)
+    np.testing.assert_array_equal(data.tiles[0].tiles[3], first[0, 3].reshape(16, 16).numpy())
+    np.testing.assert_array_equal(data.tiles[1].tiles[5], second[0, :, 5].reshape(16, 16).numpy())
 
     result = CliRunner().invoke(cli, ["show", "ckpt.pt", "--out", "m.png"])
     assert result.exit_code == 0, result.output
