@@ -201,3 +201,26 @@ def test_open_study_unknown_names_known_ones() -> None:
     make_study(n_trials=1, fail=False)
     with pytest.raises(StudyError, match="toy"):
         open_study("nope", "results/toy/journal.log")
+
+
+def test_single_objective_study_and_one_without_finished_trials() -> None:
+    path = Path("results/acc/journal.log")
+    path.parent.mkdir(parents=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="acc", storage=storage, direction="maximize")
+    for _ in range(2):  # nothing finished yet: a page with notes, no plots, every trial listed
+        t = study.ask({"shift_size": optuna.distributions.IntDistribution(1, 9, step=2)})
+        t.set_user_attr("status", "rejected")
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    assert CliRunner().invoke(cli, ["report", "acc"]).exit_code == 0
+    page = _Page()
+    page.feed(Path("results/acc/report.html").read_text(encoding="utf-8"))
+    assert page.imgs == [] and not list(Path("results/acc").glob("*.png"))
+    assert sorted(page.rows) == ["trial-0", "trial-1"]
+    # accuracy only (`--objective accuracy`): GFLOPs come from the trial attributes
+    study.optimize(lambda t: _objective(t)[0], n_trials=6)
+    report = collect(study)
+    assert report.directions == ["maximize"]
+    assert len(report.points) == 6 and report.points["front"].any()
+    assert CliRunner().invoke(cli, ["report", "acc"]).exit_code == 0
+    assert Path("results/acc/pareto.png").read_bytes().startswith(PNG_MAGIC)
