@@ -113,7 +113,7 @@ def command(
     )
     click.echo(
         f"{name} on {dataset}: val accuracy {metrics.val_acc:.2%} (best {metrics.best_val_acc:.2%}) "
-        f"after {metrics.epochs_run} epochs, {metrics.wall_s:.1f} s on {metrics.device}; "
+        f"after {metrics.epochs_run} epoch(s), {metrics.wall_s:.1f} s on {metrics.device}; "
         f"params {params / 1e6:.3f}M; FLOPs {flops / 1e6:.2f}M multiply-adds "
         f"at {data.in_chans}×{data.img_size}×{data.img_size}"
     )

@@ -2,16 +2,18 @@
 arranged*, so token mixers with different receptive fields rank differently.
 
 Every image (one channel, any size) holds exactly two motifs drawn from six 3×3 binary
-patterns (horizontal bar, vertical bar, diagonal, anti-diagonal, corner, ring; scaled by
-``size // 32`` on larger images). A class is a triple (first motif, second motif, relation),
-the relation being where the second sits relative to the first: right of it or below it. The
-distance between the two varies from adjacent to most of the image, with a small jitter across
-the relation's axis. Classes come in groups of four that share the same two motifs and differ
-only by order and direction (a-right-of-b, b-right-of-a, a-below-b, b-below-a), so counting
-motifs (a bag of local features) decides at best the group; the class needs the arrangement,
-over distances an operator must reach: a small local kernel must stack or pool to relate the
-two, a global token mixer (attention, token MLP) sees both at once, a shift sees along its
-axes.
+patterns (horizontal bar, vertical bar, diagonal, anti-diagonal, corner, ring), each pixel
+scaled to a ``size // 16`` square (6×6 motifs on 32×32 images). A class is a triple (first
+motif, second motif, relation), the relation being where the second sits relative to the
+first: right of it or below it. The distance between the two varies from adjacent to most of
+the image, with a small jitter across the relation's axis. Classes come in groups of four that
+share the same two motifs and differ only by order and direction (a-right-of-b, b-right-of-a,
+a-below-b, b-below-a), so counting motifs (a bag of local features) decides at best the group;
+the class needs the arrangement, over distances an operator must reach: a small local kernel
+must stack or pool to relate the two, a global token mixer (attention, token MLP) sees both at
+once, a shift sees along its axes. A model that only recognises the motifs is capped near 30%
+(10 classes); the shrunk AS-MLP of ``benchmarks/train_digits.py`` reaches about 94% after 15
+epochs on the default 2,000 images, so the task separates candidates within a search budget.
 
 Distractors: Gaussian pixel noise (``noise``, default 0.15), isolated bright pixels
 (``clutter`` per image, default ``size // 4``; none forms a motif) and a random brightness
@@ -40,6 +42,10 @@ MOTIFS: dict[str, np.ndarray] = {
 }
 MOTIF_NAMES = list(MOTIFS)
 RELATIONS = ("right", "below")
+#: motifs are 3×3 patterns scaled by size // MOTIF_SCALE (6×6 on 32×32 images)
+MOTIF_SCALE = 16
+#: largest distance between the two motifs, as a share of the image side
+MAX_REACH = 1.0
 MAX_CLASSES = len(MOTIF_NAMES) * (len(MOTIF_NAMES) - 1) // 2 * 4  # 60
 
 DEFAULTS: dict[str, float] = {"classes": 10, "size": 32, "n": 2000, "noise": 0.15}
@@ -97,11 +103,11 @@ def render(
         noise: standard deviation of the Gaussian pixel noise.
         clutter: number of isolated bright pixels.
     """
-    f = max(1, size // 32)
+    f = max(1, size // MOTIF_SCALE)
     m = 3 * f  # motif side
     img = np.zeros((size, size), dtype=np.float32)
     # distance (along the relation axis) between the two motifs' top-left corners
-    d = int(rng.integers(m + 1, size - m + 1))
+    d = int(rng.integers(m + 1, min(size - m, max(m + 1, int(MAX_REACH * size))) + 1))
     jitter = int(rng.integers(-f, f + 1))
     along0 = int(rng.integers(0, size - m - d + 1))
     across0 = int(rng.integers(max(0, -jitter), min(size - m, size - m - jitter) + 1))

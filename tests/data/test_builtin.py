@@ -118,7 +118,7 @@ def _motif_at(img: np.ndarray, motif: int) -> tuple[int, int]:
 def test_render_places_the_second_motif_by_the_relation(relation: str) -> None:
     rng = np.random.default_rng(0)
     for _ in range(5):
-        img = render(0, 5, relation, size=32, rng=rng, noise=0.0, clutter=0)  # hbar, then ring
+        img = render(0, 5, relation, size=16, rng=rng, noise=0.0, clutter=0)  # hbar, then ring
         (r0, c0), (r1, c1) = _motif_at(img, 0), _motif_at(img, 5)
         if relation == "right":
             assert c1 >= c0 + 4 and abs(r1 - r0) <= 1
