@@ -194,7 +194,7 @@ def plot_fields(fields: Sequence[Field], title: str, max_cols: int = 8) -> Figur
     centred at zero otherwise (learned weights).
     """
     ncols = min(max_cols, max(len(f.maps) for f in fields))
-    fig = Figure(figsize=(1.7 * ncols + 0.4, 1.95 * len(fields) + 0.6))
+    fig = Figure(figsize=(1.7 * ncols + 0.6, 1.95 * len(fields) + 0.8), layout="constrained")
     axes = fig.subplots(len(fields), ncols, squeeze=False)
     for row, f in zip(axes, fields):
         for j, ax in enumerate(row):
@@ -210,7 +210,7 @@ def plot_fields(fields: Sequence[Field], title: str, max_cols: int = 8) -> Figur
 def plot_compare(fields: Sequence[Field], title: str) -> Figure:
     """Operators side by side: each panel is the union over channel groups and branches of
     the weights the query takes (the receptive field), the query boxed in red."""
-    fig = Figure(figsize=(2.5 * len(fields) + 0.4, 3.2))
+    fig = Figure(figsize=(2.5 * len(fields) + 0.4, 3.4), layout="constrained")
     axes = fig.subplots(1, len(fields), squeeze=False)[0]
     for ax, f in zip(axes, fields):
         union = f.union
