@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -41,11 +40,26 @@ from affinity.commands._options import device_option, quiet_option
 @click.option("--batch-size", type=int, default=None)
 @click.option("--lr", type=float, default=None)
 @click.option("--seed", type=int, default=None)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Torch CPU threads per worker (default 1; use --n-jobs to scale).",
+)
 @click.option("--check", is_flag=True, help="Validate the space and print what it searches; run nothing.")
 @device_option
 @quiet_option
-def command(space_name: str, study: str | None, out: str, storage: str | None, check: bool, device: str,
-            quiet: bool, **overrides: Any) -> None:  # fmt: skip
+def command(
+    space_name: str,
+    study: str | None,
+    out: str,
+    storage: str | None,
+    threads: int | None,
+    check: bool,
+    device: str,
+    quiet: bool,
+    **overrides: Any,
+) -> None:
     """Run an Optuna study over token-mixer designs, ranked by accuracy and FLOPs.
 
     Every candidate is built from the space, costed with fvcore (before training; over a
@@ -58,12 +72,13 @@ def command(space_name: str, study: str | None, out: str, storage: str | None, c
 
     from affinity.commands._options import resolve_device, show_progress
     from affinity.errors import StudyError
+    from affinity.search.runner import _quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
     from affinity.search.study import grid_size
 
-    from affinity.search.runner import _quiet_optuna
-
     _quiet_optuna()
+    if threads is not None and threads < 1:
+        raise StudyError(f"--threads: {threads} is not allowed; allowed: an integer >= 1")
     space = load_space(space_name)
     settings = with_overrides(space.settings, **overrides)
     if settings.img_size != space.settings.img_size:
@@ -102,7 +117,9 @@ def command(space_name: str, study: str | None, out: str, storage: str | None, c
     folder.mkdir(parents=True, exist_ok=True)
     _save_space(space, folder)
     n_jobs = settings.n_jobs
-    threads = max(1, (os.cpu_count() or 1) // n_jobs)
+    # one thread per worker: small models gain nothing from more, and on a busy machine
+    # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
+    threads = threads or 1
     spec = RunSpec(space, settings, name, folder, storage, target, dev, threads)
     if not quiet:
         for note in notes:
@@ -111,7 +128,7 @@ def command(space_name: str, study: str | None, out: str, storage: str | None, c
             console.print(f"study {name} already holds {done} trials (n_trials {target}): nothing to run")
         elif done:
             console.print(f"resuming study {name}: {done} trials done, {target - done} to run")
-    _, board, summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
+    _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
     if quiet:
         return
     front = board[board["number"].isin(front_numbers(board))]

@@ -205,7 +205,8 @@ MIXER_PARAMS: dict[str, MixerParam] = {
 
 def parse_kind(name: Any, path: str) -> tuple[Kind, ...]:
     """``'attention+dwconv'`` -> its base kinds; a SpaceError naming ``path`` otherwise."""
-    allowed = f"one of {', '.join(KINDS)}, or a combination a+b of {', '.join(n for n, k in KINDS.items() if k.combinable)}"
+    combinable = ", ".join(n for n, k in KINDS.items() if k.combinable)
+    allowed = f"one of {', '.join(KINDS)}, or a combination a+b of {combinable}"
     if not isinstance(name, str) or not name.strip():
         raise SpaceError(f"{path}: {name!r} is not a mixer kind; allowed: {allowed}")
     parts = [p.strip() for p in name.split("+")]

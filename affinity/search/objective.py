@@ -120,10 +120,10 @@ def evaluate(
     earlier = _find_duplicate(study, trial.number, digest)
     if earlier is not None:
         keep = ("status", "reason", "gflops", "params_m", "latency_ms", "val_acc", "epoch_acc")
-        attrs = {k: earlier.user_attrs[k] for k in keep if k in earlier.user_attrs}
-        attrs.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=attrs.get("status"))
+        copied = {k: earlier.user_attrs[k] for k in keep if k in earlier.user_attrs}
+        copied.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=copied.get("status"))
         values = list(earlier.values) if earlier.values is not None else None
-        return Outcome(earlier.state.name, values, attrs)
+        return Outcome(earlier.state.name, values, copied)
 
     try:
         model = create_model(

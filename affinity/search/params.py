@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from affinity.errors import SpaceError
 
@@ -80,7 +80,7 @@ class FloatRange:
     log: bool = False
 
 
-Param = Union[Choice, IntRange, FloatRange]
+Param = Choice | IntRange | FloatRange
 #: A leaf of a space: a fixed value or a searched parameter.
 Value = Any
 
@@ -197,7 +197,7 @@ def grid_values(value: Value) -> list[Any] | None:
     if isinstance(value, FloatRange):
         if value.step is None:
             return None
-        n = int(math.floor((value.hi - value.lo) / value.step + 1e-9))
+        n = math.floor((value.hi - value.lo) / value.step + 1e-9)
         return [value.lo + i * value.step for i in range(n + 1)]
     return [value]
 

@@ -175,7 +175,7 @@ def worker_loop(
             number = trial.number
 
             def epoch_cb(epoch: int, epochs: int, acc: float, _n: int = number) -> None:
-                on_epoch(_n, epoch, epochs, acc)  # type: ignore[misc]
+                on_epoch(_n, epoch, epochs, acc)
 
         try:
             outcome = evaluate(
@@ -269,7 +269,7 @@ class _Display:
 
 
 def _hms(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, sec = divmod(rest, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"

@@ -136,7 +136,7 @@ _SETTING_PATHS = {
             "label_smoothing",
             "augment",
         )
-    },  # fmt: skip
+    },
     **{k: f"search.{k}" for k in ("n_trials", "sampler", "objective", "pruner", "n_jobs")},
     **{k: f"constraints.{k}" for k in ("max_gflops", "max_params")},
 }
@@ -384,7 +384,16 @@ def _sample_mixer(trial: Any, spec: MixerSpec) -> tuple[tuple[Kind, ...], dict[s
 
 _TOP_KEYS = ("name", "description", "dataset", "img_size", "seed", "budget", "search", "constraints", "model")
 _SECTION_KEYS = {
-    "budget": ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_fraction", "label_smoothing", "augment"),
+    "budget": (
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "warmup_fraction",
+        "label_smoothing",
+        "augment",
+    ),
     "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs"),
     "constraints": ("max_gflops", "max_params"),
 }  # fmt: skip
@@ -464,7 +473,8 @@ def _parse_model(
             for i, option in enumerate(raw.values):
                 if not isinstance(option, list) or not option:
                     raise SpaceError(
-                        f"{path}.choice[{i}]: {_show(option)} is not allowed; allowed: a non-empty list of integers"
+                        f"{path}.choice[{i}]: {_show(option)} is not allowed; "
+                        "allowed: a non-empty list of integers"
                     )
                 for j, v in enumerate(option):
                     if not _int(v, 1):
@@ -474,7 +484,8 @@ def _parse_model(
                 lengths.add(len(option))
             if len(lengths) > 1:
                 raise SpaceError(
-                    f"{path}.choice: lists of lengths {sorted(lengths)}; allowed: one length (the number of stages)"
+                    f"{path}.choice: lists of lengths {sorted(lengths)}; "
+                    "allowed: one length (the number of stages)"
                 )
             lists[path] = raw
             per_stage[single] = [Ref(path, i) for i in range(lengths.pop())]
@@ -487,7 +498,8 @@ def _parse_model(
             ]
         else:
             raise SpaceError(
-                f"{path}: {_show(model[plural])} is not allowed; allowed: a non-empty list (one per stage) or a choice of lists"
+                f"{path}: {_show(model[plural])} is not allowed; "
+                "allowed: a non-empty list (one per stage) or a choice of lists"
             )
 
     stage_list = model.get("stages")
@@ -539,7 +551,8 @@ def _parse_model(
                 fields[key] = 4.0
             else:
                 raise SpaceError(
-                    f"{path}.{key}: missing; allowed: set model.{key}s (one per stage), model.{key} or {path}.{key}"
+                    f"{path}.{key}: missing; "
+                    f"allowed: set model.{key}s (one per stage), model.{key} or {path}.{key}"
                 )
         mixers: dict[str, MixerSpec | None] = {}
         for key in ("mixer", "pos_mixer"):
@@ -600,7 +613,8 @@ def _parse_mixer(raw: Any, path: str) -> MixerSpec:
                 names = [o if isinstance(o, str) else str(o) for o in _kind_names(kind)]
                 raise SpaceError(
                     f"{path}.{key}: only exists where the kind is {' or '.join(k.name for k in takers)}, "
-                    f"and this mixer's kind is {' or '.join(names)}; allowed: remove {key} or choose such a kind"
+                    f"and this mixer's kind is {' or '.join(names)}; "
+                    f"allowed: remove {key} or choose such a kind"
                 )
             rule = next(k.params[key] for k in takers)
         if isinstance(value, FloatRange) and key not in ("alpha", "beta", "token_mlp_ratio"):
@@ -623,7 +637,8 @@ def _check_mixer_conditions(spec: MixerSpec, options: list[tuple[Kind, ...]]) ->
     if "connection" in p and not any(takes_connection(o) for o in options):
         raise SpaceError(
             f"{spec.path}.connection: only exists with {MIXER_PARAMS['connection'].condition}; "
-            f"this mixer's kind is {' or '.join(map(str, _kind_names(spec.kind)))}; allowed: remove connection"
+            f"this mixer's kind is {' or '.join(map(str, _kind_names(spec.kind)))}; "
+            "allowed: remove connection"
         )
     conns = candidates(p.get("connection", "parallel"))
     if "coefficients" in p and "parallel" not in conns:
@@ -638,7 +653,8 @@ def _check_mixer_conditions(spec: MixerSpec, options: list[tuple[Kind, ...]]) ->
         if not {"fixed", "learnable"} & set(coefs):
             raise SpaceError(
                 f"{spec.path}.{key}: only exists when coefficients is fixed or learnable, and coefficients "
-                f"here is {' or '.join(map(str, coefs))}; allowed: set coefficients to fixed or learnable, or remove {key}"
+                f"here is {' or '.join(map(str, coefs))}; "
+                f"allowed: set coefficients to fixed or learnable, or remove {key}"
             )
         if not any(any(k.dynamic == wants for k in o) for o in options):
             which = "a dynamic (attention)" if wants else "a static"
@@ -684,7 +700,8 @@ def check_space(space: Space, img_size: int | None = None) -> None:
         bad = sorted(s for s in strides if img % s)
         if bad:
             raise SpaceError(
-                f"{patch_where}: a total stride of {bad[0]} by stage {st.index} does not divide img_size {img}; "
+                f"{patch_where}: a total stride of {bad[0]} by stage {st.index} "
+                f"does not divide img_size {img}; "
                 f"allowed: patch sizes whose product divides the image size"
             )
         for key in ("dim", "depth"):
@@ -692,13 +709,15 @@ def check_space(space: Space, img_size: int | None = None) -> None:
             for v in _values(value, space.lists):
                 if not _int(v, 1):
                     raise SpaceError(
-                        f"{_where(value, f'{path}.{key}')}: {_show(v)} is not allowed; allowed: an integer >= 1"
+                        f"{_where(value, f'{path}.{key}')}: {_show(v)} is not allowed; "
+                        "allowed: an integer >= 1"
                     )
         ratio = st.channel_mlp_ratio
         for v in _values(ratio, space.lists):
             if not _pos(v):
                 raise SpaceError(
-                    f"{_where(ratio, f'{path}.channel_mlp_ratio')}: {_show(v)} is not allowed; allowed: a number > 0"
+                    f"{_where(ratio, f'{path}.channel_mlp_ratio')}: {_show(v)} is not allowed; "
+                    "allowed: a number > 0"
                 )
         dims = _values(st.dim, space.lists)
         maps = sorted({img // s for s in strides})
@@ -780,11 +799,13 @@ def _dry_check(spec: MixerSpec, stages: list[tuple[int, list[int], list[int]]]) 
         name = "+".join(k.name for k in option)
         if not any_ok:
             m = re.search(r": (\w+)=", last_error)
-            key = _ALIASES.get(m.group(1), m.group(1)) if m else None
-            if key in spec.params:
+            found = _ALIASES.get(m.group(1), m.group(1)) if m else None
+            if found is not None and found in spec.params:
+                key = found
                 shown = f"{_show(spec.params[key])} " if not is_param(spec.params[key]) else ""
                 raise SpaceError(
-                    f"{spec.path}.{key}: {shown}cannot be built with kind {name} and any of its values: {last_error}"
+                    f"{spec.path}.{key}: {shown}cannot be built with kind {name} "
+                    f"and any of its values: {last_error}"
                 )
             raise SpaceError(f"{spec.path}.kind: {name} cannot be built with any of its values: {last_error}")
         for (key, shown), good in worked.items():

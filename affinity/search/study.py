@@ -101,7 +101,7 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
     training settings (a different budget or dataset would make accuracies incomparable)."""
     import optuna
 
-    wanted = directions(settings.objective)
+    wanted: list[Any] = directions(settings.objective)
     meta = {"objective": settings.objective, "training": settings.training(), "space": space.name}
     if name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)

@@ -127,7 +127,11 @@ CATALOGUE = [
     ("unknown family", _with("model.family", "pyramid"), "model.family:"),
     ("empty choice", _with("model.mixer.shift_size", {"choice": []}), "model.mixer.shift_size.choice:"),
     ("inverted range", _with("model.mixer.shift_size", {"int": [7, 3]}), "model.mixer.shift_size.int:"),
-    ("log range from zero", _with("model.mixer.shift_size", {"int": [0, 3], "log": True}), "model.mixer.shift_size.int:"),
+    (
+        "log range from zero",
+        _with("model.mixer.shift_size", {"int": [0, 3], "log": True}),
+        "model.mixer.shift_size.int:",
+    ),
     ("two forms", _with("model.mixer.shift_size", {"choice": [1], "int": [1, 3]}), "model.mixer.shift_size:"),
     ("even shift", _with("model.mixer.shift_size", {"choice": [1, 4]}), "model.mixer.shift_size: 4"),
     ("unknown affinity", _with("model.mixer.kind", "axial_shfit"), "model.mixer.kind:"),
@@ -147,7 +151,11 @@ CATALOGUE = [
         _with("model.mixer", {"kind": "attention", "heads": {"choice": [2, 3]}}),
         "model.mixer.heads: 3",
     ),
-    ("window larger than the map", _with("model.mixer", {"kind": "attention", "window": 6}), "model.mixer.window: 6"),
+    (
+        "window larger than the map",
+        _with("model.mixer", {"kind": "attention", "window": 6}),
+        "model.mixer.window: 6",
+    ),
     ("stage counts disagree", _with("model.depths", [1, 1, 1]), "model.dims: stage counts disagree"),
     ("negative dim", _with("model.dims", [8, -16]), "model.dims[1]:"),
     ("stride does not divide image", _with("model.patch_size", 3), "model.stages[0].patch_size:"),
@@ -157,7 +165,11 @@ CATALOGUE = [
         "model.stages[1].mixr: unknown key",
     ),
     ("bad name", _with("name", "a/b"), "name:"),
-    ("float range for an int parameter", _with("model.mixer.shift_size", {"float": [1, 3]}), "model.mixer.shift_size:"),
+    (
+        "float range for an int parameter",
+        _with("model.mixer.shift_size", {"float": [1, 3]}),
+        "model.mixer.shift_size:",
+    ),
 ]
 
 
@@ -205,5 +217,5 @@ def test_cli_override_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_space_names_shipped(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SpaceError, match="shifts.yaml"):
+    with pytest.raises(SpaceError, match=r"shifts\.yaml"):
         resolve_space_path("shift.yaml")

@@ -1,0 +1,254 @@
+"""Searches on tiny.yaml: the leaderboard's every column, Pareto ranks recomputed from the CSV,
+front configs, resume, constraints, rejected combinations, grid, single objective, the
+leaderboard command, two worker processes, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from affinity.cli import cli, main
+from affinity.models.config import load_model_config
+from affinity.search.leaderboard import COLUMNS, pareto_ranks
+from affinity.search.study import default_storage_path, open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PARAMS = ["model.mixer.kind", "model.mixer.shift_size", "model.mixer.padding"]
+
+
+def _search(*args: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["search", "--space", "tiny.yaml", "--quiet", *args], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+
+
+def _study(name: str = "tiny", out: str = "results") -> optuna.Study:
+    storage = open_storage(None, default_storage_path(out, name), create=False)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _board(name: str = "tiny") -> pd.DataFrame:
+    return pd.read_csv(Path("results") / name / "leaderboard.csv")
+
+
+def _dominates(a: pd.Series, b: pd.Series) -> bool:
+    return a.val_acc >= b.val_acc and a.gflops <= b.gflops and (a.val_acc > b.val_acc or a.gflops < b.gflops)
+
+
+def test_pareto_ranks_known_points() -> None:
+    #        acc   gflops
+    points = [(0.9, 2.0), (0.8, 1.0), (0.85, 3.0), (0.7, 1.5), (0.9, 2.0)]
+    ranks, dominated = pareto_ranks([p[0] for p in points], [p[1] for p in points])
+    assert ranks == [1, 1, 2, 2, 1]
+    assert dominated == [0, 0, 2, 1, 0]
+
+
+def test_tiny_search_leaderboard_front_and_resume() -> None:
+    _search("--n-trials", "4", "--sampler", "random")
+    board = _board()
+    assert list(board.columns) == [*COLUMNS, *[p for p in PARAMS if p in board.columns]]
+    assert "model.mixer.kind" in board.columns
+    assert len(board) == 4
+    assert sorted(board["number"]) == [0, 1, 2, 3]
+    assert set(board["state"]) <= {"COMPLETE", "FAIL", "PRUNED"}
+    done = board[board["state"] == "COMPLETE"]
+    assert len(done) >= 1
+    assert set(done["status"]) <= {"ok", "duplicate"}
+    for col in ("val_acc", "gflops", "params_m", "latency_ms", "duration_s"):
+        assert (done[col] > 0).all(), col
+    assert (done["val_acc"] <= 1).all()
+    assert done["config_hash"].str.fullmatch(r"[0-9a-f]{12}").all()
+    # the conditional parameter exists exactly where the axial shift was chosen
+    axial = board["model.mixer.kind"] == "axial_shift"
+    assert board.loc[axial, "model.mixer.shift_size"].notna().all()
+    assert board.loc[~axial, "model.mixer.shift_size"].isna().all()
+    # duplicates reuse the earlier result of the same configuration
+    for _, row in board[board["status"] == "duplicate"].iterrows():
+        src = board[board["number"] == row.duplicate_of].iloc[0]
+        assert src.config_hash == row.config_hash and src.val_acc == row.val_acc
+    # Pareto ranks recomputed from the CSV's own values
+    rows = [r for _, r in done.iterrows()]
+    left = list(range(len(rows)))
+    rank = 1
+    expect: dict[int, int] = {}
+    while left:
+        front = [i for i in left if not any(_dominates(rows[j], rows[i]) for j in left if j != i)]
+        for i in front:
+            expect[int(rows[i].number)] = rank
+        left = [i for i in left if i not in front]
+        rank += 1
+    for r in rows:
+        assert r.pareto_rank == expect[int(r.number)]
+        assert r.dominated_by == sum(_dominates(o, r) for o in rows)
+    assert board.loc[board["state"] != "COMPLETE", "pareto_rank"].isna().all()
+    # the front's configurations load as model configs (what profile and train read)
+    front = done[(done["pareto_rank"] == 1) & (done["status"] != "duplicate")]
+    files = sorted(p.name for p in (Path("results") / "tiny" / "front").glob("*.yaml"))
+    assert files == sorted(f"trial_{n}.yaml" for n in front["number"])
+    cfg = load_model_config(Path("results") / "tiny" / "front" / files[0])
+    trial = _study().trials[int(front.iloc[0].number)]
+    assert trial.user_attrs["config_hash"] == front.iloc[0].config_hash
+    assert cfg.to_dict()["stages"][0]["dim"] == 8
+
+    # the same command resumes: n_trials is the total, finished trials are kept
+    before = _study().trials
+    _search("--n-trials", "5", "--sampler", "random")
+    after = _board()
+    assert len(after) == 5 and sorted(after["number"]) == [0, 1, 2, 3, 4]
+    for t in before:
+        assert _study().trials[t.number].datetime_complete == t.datetime_complete
+    # changing the training budget of an existing study is refused, nothing is lost
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--space", "tiny.yaml", "--epochs", "3", "--quiet"])
+    assert exc.value.code == 2
+    assert len(_board()) == 5
+
+    # the leaderboard command rebuilds it from storage
+    res = CliRunner().invoke(cli, ["leaderboard", "tiny", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    rebuilt = pd.read_csv(__import__("io").StringIO(res.output))
+    pd.testing.assert_frame_equal(
+        rebuilt.drop(columns=["duration_s"]), _board().drop(columns=["duration_s"]), check_dtype=False
+    )
+    res = CliRunner().invoke(
+        cli, ["leaderboard", "tiny", "--format", "json", "--top", "2", "--sort", "gflops"]
+    )
+    rows_json = json.loads(res.output)
+    assert len(rows_json) == 2
+    assert rows_json[0]["gflops"] is None or rows_json[0]["gflops"] <= (rows_json[1]["gflops"] or math.inf)
+    res = CliRunner().invoke(cli, ["leaderboard", "tiny"])
+    assert res.exit_code == 0 and "tiny" in res.output
+
+
+def test_leaderboard_unknown_study_lists_found(capsys: pytest.CaptureFixture[str]) -> None:
+    (Path("results") / "other").mkdir(parents=True)
+    (Path("results") / "other" / "journal.log").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["leaderboard", "nope"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other" in err and "nope" in err
+
+
+def test_over_budget_is_costed_never_trained() -> None:
+    _search("--n-trials", "2", "--max-gflops", "1e-9", "--study", "budget")
+    board = _board("budget")
+    assert len(board) == 2
+    assert (board["state"] == "PRUNED").all()
+    assert set(board["status"]) <= {"over_budget", "duplicate"}
+    assert (board["gflops"] > 1e-9).all() and (board["params_m"] > 0).all()
+    assert board["val_acc"].isna().all() and board["latency_ms"].isna().all()
+    assert board["reason"].str.contains("max_gflops").all()
+    for t in _study("budget").trials:
+        assert "epoch_acc" not in t.user_attrs  # never trained
+
+
+def test_rejected_combination_is_recorded_and_search_goes_on(tmp_path: Path) -> None:
+    # reflect padding of a 5-shift needs a map wider than 2 (stage 1 is 2x2): that one
+    # combination is rejected at build, the others train
+    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("search_spaces", "tiny.yaml").read_text())
+    doc["model"]["mixer"] = {
+        "kind": "axial_shift",
+        "shift_size": {"choice": [1, 5]},
+        "padding": {"choice": ["zero", "reflect"]},
+    }
+    doc["budget"] = {"max_steps": 2, "batch_size": 32}
+    doc["name"] = "grid"
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(
+        cli,
+        ["search", "--space", str(tmp_path / "g.yaml"), "--sampler", "grid", "--n-trials", "10", "--quiet"],
+    )
+    assert result.exit_code == 0, result.output
+    board = _board("grid")
+    assert len(board) == 4  # capped at the grid's size
+    combos = set(zip(board["model.mixer.shift_size"], board["model.mixer.padding"]))
+    assert combos == {(1, "zero"), (1, "reflect"), (5, "zero"), (5, "reflect")}
+    bad = board[(board["model.mixer.shift_size"] == 5) & (board["model.mixer.padding"] == "reflect")].iloc[0]
+    assert bad.state == "FAIL" and bad.status == "rejected"
+    assert "reflect" in bad.reason
+    assert (board.loc[board["number"] != bad.number, "state"] == "COMPLETE").all()
+
+
+def test_single_objective_with_pruner() -> None:
+    _search("--n-trials", "3", "--objective", "accuracy", "--pruner", "median", "--study", "acc",
+            "--max-steps", "3")  # fmt: skip
+    study = _study("acc")
+    assert [d.name for d in study.directions] == ["MAXIMIZE"]
+    board = _board("acc")
+    assert len(board) == 3
+    for t in study.trials:
+        if t.state.name == "COMPLETE" and t.user_attrs["status"] == "ok":
+            assert t.intermediate_values  # per-epoch accuracy reported to the pruner
+            assert t.values == [t.user_attrs["val_acc"]]
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", "tiny.yaml",
+            "--quiet", *args]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def test_two_worker_processes_finish_with_distinct_trials() -> None:
+    out = subprocess.run(_cmd("--n-trials", "4", "--n-jobs", "2", "--max-steps", "2", "--study", "par"),
+                         capture_output=True, text=True, env=_env(), timeout=240)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    study = _study("par")
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == [0, 1, 2, 3]
+    assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in study.trials)
+    assert {t.user_attrs["worker"] for t in study.trials} <= {0, 1}
+    assert len(_board("par")) == 4
+
+
+def test_ctrl_c_keeps_finished_trials_and_resumes() -> None:
+    proc = subprocess.Popen(_cmd("--n-trials", "40", "--study", "intr"), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    csv = Path("results") / "intr" / "leaderboard.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if csv.is_file() and len(pd.read_csv(csv)) >= 2:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no trials finished in time")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    board = pd.read_csv(csv)
+    study = _study("intr")
+    finished = {t.number for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
+    assert finished and finished <= set(board["number"])
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    interrupted = [t for t in study.trials if t.user_attrs.get("status") == "interrupted"]
+    assert len(interrupted) <= 1
+    # the same command resumes (with a total that is one trial more than what counts)
+    counted = len(study.trials) - len(interrupted)
+    out = subprocess.run(_cmd("--n-trials", str(counted + 1), "--study", "intr"),
+                         capture_output=True, text=True, env=_env(), timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    resumed = _study("intr")
+    kept = {t.number: t.datetime_complete for t in study.trials if t.number in finished}
+    assert all(resumed.trials[n].datetime_complete == when for n, when in kept.items())
+    still = [t for t in resumed.trials if t.user_attrs.get("status") != "interrupted"]
+    assert len(still) == counted + 1
+    assert len(pd.read_csv(csv)) == len(resumed.trials)
