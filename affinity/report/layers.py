@@ -8,6 +8,7 @@ forward hook during one pass of a seeded random image, so the maps are computed 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,13 @@ def layer_fields(
         raise ConfigError(f"--layer={layer}: mixer {name} ran no affinity on this input")
     first_v = next(iter(inputs.values()))[0]
     hw = (int(first_v.shape[-2]), int(first_v.shape[-1]))
-    q = query if isinstance(query, tuple) else parse_query(query, hw)
+    seq = _sequence_grid(hw, prefix=int(bool(getattr(getattr(model, "cfg", None), "class_token", False))))
+    if seq is None:
+        q = query if isinstance(query, tuple) else parse_query(query, hw)
+    else:  # a token sequence (DeiT, PAM): the query is on the patch grid, the maps go back to it
+        prefix, side = seq
+        q_grid = query if isinstance(query, tuple) else parse_query(query, (side, side))
+        q = (0, prefix + q_grid[0] * side + q_grid[1])
     dynamic = any(getattr(mixer.get_submodule(n), "dynamic", False) for n in inputs)
     note = (
         f"random N(0,1) input image, seed {seed}"
@@ -246,7 +253,35 @@ def layer_fields(
     combined = combined_field(mixer, inputs, q, hw, max_groups=max_groups)
     if combined is not None:
         data.fields.append(combined)
+    if seq is not None:
+        prefix, side = seq
+        data.hw = (side, side)
+        data.fields = [_field_on_grid(f, prefix, side, q_grid) for f in data.fields]
+        data.tiles = [_tiles_on_grid(t, prefix, side) for t in data.tiles]
+        if prefix:
+            data.note += "; the class token's weight is in each panel's label"
     return data
+
+
+def _sequence_grid(hw: tuple[int, int], prefix: int) -> tuple[int, int] | None:
+    """``(prefix, side)`` when a ``1 × N`` map is ``prefix`` extra tokens then a square grid."""
+    if hw[0] != 1:
+        return None
+    side = math.isqrt(hw[1] - prefix)
+    return (prefix, side) if side > 1 and side * side == hw[1] - prefix else None
+
+
+def _field_on_grid(f: Field, prefix: int, side: int, query: tuple[int, int]) -> Field:
+    maps = f.maps[:, 0, prefix:].reshape(-1, side, side)
+    labels = [lab + (f" · cls {f.maps[g, 0, 0]:.3g}" if prefix else "") for g, lab in enumerate(f.labels)]
+    return Field(f.title, query, maps, labels, f.note)
+
+
+def _tiles_on_grid(t: Tiles, prefix: int, side: int) -> Tiles:
+    if t.tiles.shape[-2] != 1 or t.tiles.shape[-1] != prefix + side * side:
+        return t
+    note = t.note + ("; class-token weight left out" if prefix else "")
+    return Tiles(t.title, t.tiles[:, 0, prefix:].reshape(-1, side, side), t.labels, note)
 
 
 #: Input side for a registered model or a YAML config without one (the papers' ImageNet size).

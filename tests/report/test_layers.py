@@ -125,3 +125,25 @@ def test_select_mixer_by_index_name_and_bad_layer() -> None:
         select_mixer(mixers, "4")
     with pytest.raises(ConfigError, match="--layer='nope'"):
         select_mixer(mixers, "nope")
+
+
+def test_class_token_sequence_goes_back_to_the_patch_grid() -> None:
+    # DeiT: 1 class token + 4×4 patches, carried as a 1×17 map; the query is on the 4×4 grid
+    model = small("deit_s", img_size=32, patch_size=8, dims=24, depths=1, heads=2)
+    data = layer_fields(model, layer=0, img_size=32, in_chans=1, query="1,2")
+    assert data.hw == (4, 4)
+    (f,) = data.fields
+    assert f.query == (1, 2) and f.maps.shape == (2, 4, 4)
+    mixer = find_mixers(model)[0][1]
+    inputs = capture_affinity_inputs(
+        model, mixer, torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    )
+    _, x = next(iter(inputs.values()))
+    row = mixer.branch_affinities()[0].materialize(x)[0, :, 1 + 1 * 4 + 2]  # (C, 17)
+    for head in range(2):
+        np.testing.assert_allclose(
+            f.maps[head], row[head * 12, 1:].reshape(4, 4).detach().double().numpy(), atol=1e-6
+        )
+        assert f.labels[head].startswith(f"head {head} · cls ")
+        # each softmax row sums to 1 over the class token and the 16 patches
+        assert abs(f.maps[head].sum() + float(f.labels[head].split("cls ")[1]) - 1.0) < 1e-2
