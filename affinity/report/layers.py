@@ -247,8 +247,8 @@ def layer_fields(
                 affinity_field(aff, x, q, title=title, max_groups=max_groups, dim=v.shape[1], method="auto")
             )
         else:
-            side = "from hidden units to tokens" if in_hidden else "from tokens to hidden units"
-            data.skipped.append(f"{title}: maps {side}, no token map (its weights are the tiles)")
+            direction = "from hidden units to tokens" if in_hidden else "from tokens to hidden units"
+            data.skipped.append(f"{title}: maps {direction}, no token map (its weights are the tiles)")
         data.tiles.extend(learned_tiles(aff_name, aff, hw, in_hidden=in_hidden))
     combined = combined_field(mixer, inputs, q, hw, max_groups=max_groups)
     if combined is not None:
