@@ -120,3 +120,11 @@ def test_cli_models() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["models", "no_such_family"])
     assert exc.value.code == 2
+
+
+def test_affinity_profile_is_callable_after_the_module_import() -> None:
+    import affinity
+    import affinity.profile as module
+
+    result = affinity.profile("resmlp_s12", img_size=32, in_chans=1, timing=False)  # type: ignore[operator]
+    assert result.params == module.profile("resmlp_s12", img_size=32, in_chans=1, timing=False).params
