@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from affinity.errors import ConfigError, UnknownNameError
-from affinity.ops.config import BranchCfg, MixerCfg
+from affinity.ops.config import MixerCfg
 
 FAMILIES = ("isotropic", "hierarchical")
 #: block norms in the (B, C, H, W) layout: layernorm over C; groupnorm with one group (over
@@ -526,11 +526,6 @@ def save_model_config(cfg: ModelCfg, path: str | Path) -> Path:
     return path
 
 
-def mixer_cfg(branches: Sequence[BranchCfg], **kwargs: Any) -> MixerCfg:
-    """Shorthand used by the presets: ``MixerCfg(branches=tuple(branches), **kwargs)``."""
-    return MixerCfg(branches=tuple(branches), **kwargs)
-
-
 __all__ = [
     "FAMILIES",
     "NORMS",
@@ -539,6 +534,5 @@ __all__ = [
     "apply_overrides",
     "check_model",
     "load_model_config",
-    "mixer_cfg",
     "save_model_config",
 ]

@@ -277,7 +277,7 @@ def adapt_mixer(mixer: MixerCfg, hw: tuple[int, int], *, where: str, img_size: i
                 raise ConfigError(
                     f"img_size={img_size} is not allowed: {where} has window_size={window}, which does not "
                     f"tile the {h}x{w} map there; use an img_size whose maps are multiples of {window}, "
-                    f"or a window that divides {h} (or is at least {h})"
+                    f"or override window_size with a divisor of {h} (or a value >= {h})"
                 )
         branches.append(b)
     return dataclasses.replace(mixer, branches=tuple(branches)) if changed else mixer
