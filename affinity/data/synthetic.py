@@ -12,8 +12,11 @@ a-below-b, b-below-a), so counting motifs (a bag of local features) decides at b
 the class needs the arrangement, over distances an operator must reach: a small local kernel
 must stack or pool to relate the two, a global token mixer (attention, token MLP) sees both at
 once, a shift sees along its axes. A model that only recognises the motifs is capped near 30%
-(10 classes); the shrunk AS-MLP of ``benchmarks/train_digits.py`` reaches about 94% after 15
-epochs on the default 2,000 images, so the task separates candidates within a search budget.
+(10 classes). Measured (default spec, seed 0, 10 epochs of the default TrainConfig, 32×32):
+the shrunk AS-MLP of ``benchmarks/train_digits.py`` 90.5% (89.0% with shift size 1); an
+isotropic S2-MLP (patch 4, width 64, depth 4: a diamond of reach 4 tokens) 33.8%; the same
+MLP-Mixer (dense token MLP, no weight sharing over positions) 24.5%. On digits the last two
+reach 60.4% and 97.8%: the two tasks rank the operators differently.
 
 Distractors: Gaussian pixel noise (``noise``, default 0.15), isolated bright pixels
 (``clutter`` per image, default ``size // 4``; none forms a motif) and a random brightness
