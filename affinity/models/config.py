@@ -17,6 +17,7 @@ YAML form (what ``save_model_config`` writes)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -224,6 +225,18 @@ class ModelCfg:
             return 0.1 if self.depth <= 18 else 1e-5 if self.depth <= 24 else 1e-6
         return None if self.layer_scale is None else float(self.layer_scale)
 
+    def fingerprint(self) -> str:
+        """A stable short hash of the architecture (equal configs, equal fingerprints).
+
+        The dataclass itself is not hashable (branch ``params`` are dicts); search trials
+        use this to recognise duplicates.
+        """
+        import hashlib
+        import json
+
+        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
     # --- dict / YAML --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -269,6 +282,7 @@ def affinity_params(name: str) -> set[str] | None:
     return {p for p in sig.parameters if p not in _BUILD_ARGS}
 
 
+@functools.lru_cache(maxsize=1)
 def _import_ops() -> None:
     """Register every affinity (the ops package registers on import of its modules)."""
     import importlib

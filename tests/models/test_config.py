@@ -25,6 +25,7 @@ from affinity.models.mixers import PRESETS, as_mlp_mixer, attention_mixer
 def test_dict_and_yaml_round_trip(name: str, tmp_path) -> None:
     cfg = MODELS.get(name).cfg
     assert ModelCfg.from_dict(cfg.to_dict()) == cfg
+    assert ModelCfg.from_dict(cfg.to_dict()).fingerprint() == cfg.fingerprint()
     path = save_model_config(cfg, tmp_path / f"{name}.yaml")
     assert load_model_config(path) == cfg
     assert resolve_model_config(str(path)) == cfg
