@@ -133,7 +133,7 @@ def command(
         return
     front = board[board["number"].isin(front_numbers(board))]
     console.print(leaderboard_table(front, f"Pareto front of {name} (max val_acc, min GFLOPs)", main=FRONT))
-    console.print(f"leaderboard: {folder / 'leaderboard.csv'} ({len(board)} trials)")
+    console.print(f"leaderboard: {folder / 'leaderboard.csv'} ({len(board)} trials)", highlight=False)
     console.print(
         f"front configs: {folder / 'front'}/trial_<n>.yaml (affinity profile / affinity train take them)"
     )

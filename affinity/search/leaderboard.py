@@ -170,6 +170,26 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
+def _write_front_config(cfg: Any, path: Path, study: Any, board: Any, number: int, save: Any) -> None:
+    """The model config in ``save_model_config``'s format, under a comment saying where it
+    comes from (comments are ignored by ``load_model_config``)."""
+    row = board[board["number"] == number].iloc[0]
+    training = study.user_attrs.get("affinity", {}).get("training", {})
+    img = training.get("img_size")
+    head = (
+        f"# trial {number} of study {study.study_name!r}: val_acc {row.val_acc:.4f}, "
+        f"{row.gflops:.4g} GFLOPs, {row.params_m:.4g} M params\n"
+        f"# trained on {training.get('dataset', '?')} at img_size {img}: "
+        f"affinity profile {path.name} --img-size {img}\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.body")
+    save(cfg, tmp)
+    body = tmp.read_text(encoding="utf-8")
+    tmp.unlink()
+    _atomic_write(path, head + body)
+
+
 def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
     """Write ``leaderboard.csv`` and ``front/trial_<n>.yaml`` under ``folder``, atomically.
 
@@ -196,7 +216,7 @@ def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
         path = front_dir / f"trial_{n}.yaml"
         keep.add(path.name)
         if not path.is_file():
-            save_model_config(ModelCfg.from_dict(cfg), path)
+            _write_front_config(ModelCfg.from_dict(cfg), path, study, board, n, save_model_config)
     if front_dir.is_dir():
         for old in front_dir.glob("trial_*.yaml"):
             if old.name not in keep:

@@ -838,22 +838,32 @@ def _check_model_fields(space: Space) -> None:
 # files
 
 
-def shipped_dir() -> Path | None:
-    """The folder of the shipped spaces: the installed package data, else the repo's folder."""
+def _package_spaces() -> dict[str, Path]:
+    """The shipped spaces installed as package data ``affinity.search_spaces`` (a namespace
+    package: no ``__init__.py``), by file name."""
     try:
         root = resources.files("affinity.search_spaces")
-        path = Path(str(root))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    repo = Path(__file__).resolve().parents[2] / "search_spaces"
-    return repo if repo.is_dir() else None
+        found = {}
+        for entry in root.iterdir():
+            if entry.name.endswith(".yaml") and entry.is_file():
+                with resources.as_file(entry) as real:  # a real file: its own path, kept
+                    found[entry.name] = Path(real)
+        return found
+    except (ModuleNotFoundError, TypeError, OSError, NotImplementedError):
+        return {}
+
+
+def shipped_spaces_paths() -> dict[str, Path]:
+    """Shipped spaces by file name: the installed package data, else the repo's folder."""
+    found = _package_spaces()
+    if not found:
+        repo = Path(__file__).resolve().parents[2] / "search_spaces"
+        found = {p.name: p for p in repo.glob("*.yaml")} if repo.is_dir() else {}
+    return found
 
 
 def shipped_spaces() -> list[str]:
-    folder = shipped_dir()
-    return sorted(p.name for p in folder.glob("*.yaml")) if folder else []
+    return sorted(shipped_spaces_paths())
 
 
 def resolve_space_path(name: str | Path) -> Path:
@@ -861,12 +871,12 @@ def resolve_space_path(name: str | Path) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    folder = shipped_dir()
-    if folder is not None and path.name == str(name):
-        for candidate in (folder / path.name, folder / f"{path.name}.yaml"):
-            if candidate.is_file():
-                return candidate
-    shipped = shipped_spaces()
+    found = shipped_spaces_paths()
+    if path.name == str(name):
+        for candidate in (path.name, f"{path.name}.yaml"):
+            if candidate in found:
+                return found[candidate]
+    shipped = sorted(found)
     near = closest(str(name), shipped)
     hint = f"; did you mean {', '.join(near)}?" if near else ""
     raise SpaceError(

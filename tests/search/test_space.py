@@ -219,3 +219,13 @@ def test_cli_override_is_validated(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_space_names_shipped(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SpaceError, match=r"shifts\.yaml"):
         resolve_space_path("shift.yaml")
+
+
+def test_check_lists_parameters_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    main(["search", "--space", "shifts.yaml", "--check"])
+    out = capsys.readouterr().out
+    assert "model.mixer.shift_size: [1, 3, 5, 7]" in out
+    assert "model.mixer.dilation: [1, 2]" in out
+    assert not (tmp_path / "results").exists()
