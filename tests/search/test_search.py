@@ -252,3 +252,27 @@ def test_ctrl_c_keeps_finished_trials_and_resumes() -> None:
     still = [t for t in resumed.trials if t.user_attrs.get("status") != "interrupted"]
     assert len(still) == counted + 1
     assert len(pd.read_csv(csv)) == len(resumed.trials)
+
+
+def test_any_optuna_storage_url_and_objective_kept_on_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{Path('s.db').resolve()}"
+    _search("--n-trials", "2", "--storage", url, "--max-steps", "2", "--study", "sq")
+    res = CliRunner().invoke(cli, ["leaderboard", "sq", "--storage", url, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)) == 2
+    assert (Path("results") / "sq" / "leaderboard.csv").is_file()
+    # resuming with another objective would mix incomparable values: refused, one line
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--space", "tiny.yaml", "--storage", url, "--study", "sq", "--max-steps", "2",
+              "--objective", "accuracy", "--quiet"])  # fmt: skip
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sq" in err and "accuracy" in err
+
+
+def test_img_size_override_is_checked_against_the_space(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--space", "tiny.yaml", "--img-size", "6", "--quiet"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("affinity: error: model.stages[")
+    assert not Path("results").exists()
