@@ -59,27 +59,31 @@ def command(pattern: str | None, fmt: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="registered models (published figures; FLOPs are multiply-adds)")
-    for col in ("name", "family", "params (M)", "GFLOPs", "top-1", "img", "paper", "note"):
+    table = Table(title="registered models: published figures (FLOPs are multiply-adds)")
+    widths = {"name": 15, "family": 4, "params (M)": 6, "GFLOPs": 6, "top-1": 5, "img": 3, "paper": 10}
+    for col, width in widths.items():
+        right = col in ("params (M)", "GFLOPs", "top-1", "img")
         table.add_column(
             col,
-            justify="right" if col in ("params (M)", "GFLOPs", "top-1", "img") else "left",
-            no_wrap=col == "name",
+            justify="right" if right else "left",
+            no_wrap=col != "paper",
+            min_width=width,
+            overflow="fold",
         )
     for r in rows:
         params = (
             "—" if r["params_m"] is None else f"{r['params_m']}" + ("*" if r["params_exclude_head"] else "")
         )
         table.add_row(
-            str(r["name"]),
-            str(r["family"]),
+            str(r["name"]) + ("†" if r["note"] else ""),
+            "iso" if r["family"] == "isotropic" else "hier",
             params,
             "—" if r["gflops"] is None else f"{r['gflops']}",
             "—" if r["top1"] is None else f"{r['top1']}",
             str(r["img_size"]),
-            str(r["paper"]),
-            ("reconstruction; " if r["exempt"] else "") + ("see --format json" if r["note"] else ""),
+            ", ".join(str(r["paper"]).split(", ")[1:]) or str(r["paper"]),  # title, venue
         )
     console = Console()
     console.print(table)
     console.print("[dim]* excluding the classifier, as the paper counts[/dim]")
+    console.print("[dim]† has a note (disagrees with its own paper or code, or rebuilt): --format json[/dim]")
