@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": "affinity.models",
     "list_models": "affinity.models",
-    "profile": "affinity.profile",
+    "profile": "affinity.profiling",
     "AffinityError": "affinity.errors",
 }
 

@@ -13,7 +13,7 @@ from affinity.cli import cli, main
 from affinity.errors import ConfigError
 from affinity.flops import count_params
 from affinity.models import MODELS, create_model, save_model_config
-from affinity.profile import profile, render_table, to_csv, to_json
+from affinity.profiling import profile, render_table, to_csv, to_json
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,9 @@ def test_cli_models() -> None:
     assert exc.value.code == 2
 
 
-def test_affinity_profile_is_callable_after_the_module_import() -> None:
+def test_top_level_profile_is_the_function() -> None:
     import affinity
-    import affinity.profile as module
+    import affinity.profiling as module
 
-    result = affinity.profile("resmlp_s12", img_size=32, in_chans=1, timing=False)  # type: ignore[operator]
+    result = affinity.profile("resmlp_s12", img_size=32, in_chans=1, timing=False)
     assert result.params == module.profile("resmlp_s12", img_size=32, in_chans=1, timing=False).params

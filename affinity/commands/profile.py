@@ -40,7 +40,7 @@ def command(
 
     from affinity.commands._options import resolve_device, show_progress
     from affinity.models import resolve_model_config
-    from affinity.profile import profile, render_table, to_csv, to_json
+    from affinity.profiling import profile, render_table, to_csv, to_json
 
     resolve_model_config(model)  # unknown names fail here, before torch work
     dev = resolve_device(device)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-import sys
 import time
-import types
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -558,15 +556,3 @@ __all__ = [
     "to_csv",
     "to_json",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """``affinity.profile`` is both this module and, lazily, the function: once the module is
-    imported, Python binds the attribute ``affinity.profile`` to the module, so calling the
-    module calls ``profile()`` and ``affinity.profile("as_mlp_t")`` works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ProfileResult:
-        return profile(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
