@@ -70,6 +70,6 @@ def command(
     elif fmt == "json":
         click.echo(board.to_json(orient="records", indent=2))
     else:
-        from rich.console import Console
+        from affinity.search.render import console
 
-        Console().print(leaderboard_table(board, f"{study}: {len(board)} trials"))
+        console().print(leaderboard_table(board, f"{study}: {len(board)} trials"))

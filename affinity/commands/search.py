@@ -68,10 +68,9 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
-    from rich.console import Console
-
     from affinity.commands._options import resolve_device, show_progress
     from affinity.errors import StudyError
+    from affinity.search.render import console as make_console
     from affinity.search.runner import _quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
     from affinity.search.study import grid_size
@@ -93,7 +92,7 @@ def command(
     name = study or space.name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise StudyError(f"--study: {name!r} is not allowed; allowed: letters, digits, _ . - (a folder name)")
-    console = Console()
+    console = make_console()
     if check:
         console.print(f"space {space.name} ({space.source}): valid")
         for pname, values in space.distributions().items():

@@ -8,7 +8,17 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
 
-__all__ = ["leaderboard_table"]
+__all__ = ["console", "leaderboard_table"]
+
+
+def console() -> Any:
+    """A rich console on stdout; piped or redirected, wide enough that tables are not cut at 80."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
 
 _MAIN = (
     "number",
