@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from affinity.cli import cli, main
 from affinity.models.config import load_model_config
 from affinity.search.leaderboard import COLUMNS, pareto_ranks
+from affinity.search.space import resolve_space_path
 from affinity.search.study import default_storage_path, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,7 +161,7 @@ def test_over_budget_is_costed_never_trained() -> None:
 def test_rejected_combination_is_recorded_and_search_goes_on(tmp_path: Path) -> None:
     # reflect padding of a 5-shift needs a map wider than 2 (stage 1 is 2x2): that one
     # combination is rejected at build, the others train
-    doc = yaml.safe_load(Path(__file__).parents[2].joinpath("search_spaces", "tiny.yaml").read_text())
+    doc = yaml.safe_load(resolve_space_path("tiny.yaml").read_text())
     doc["model"]["mixer"] = {
         "kind": "axial_shift",
         "shift_size": {"choice": [1, 5]},
