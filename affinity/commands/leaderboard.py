@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from affinity.commands._options import format_option
@@ -32,31 +30,16 @@ def command(
     dominated_by, ... and one per searched parameter). GFLOPs are fvcore's: one
     multiply-add counts as one FLOP.
     """
-    import optuna
-
     from affinity.errors import StudyError
     from affinity.search.leaderboard import build_leaderboard
     from affinity.search.render import leaderboard_table
     from affinity.search.runner import _quiet_optuna
-    from affinity.search.study import default_storage_path, open_storage, study_names
+    from affinity.search.study import load_study
 
     _quiet_optuna()
     if top is not None and top < 1:
         raise StudyError(f"--top: {top} is not allowed; allowed: an integer >= 1")
-    path = default_storage_path(out, study)
-    if storage is None and not path.is_file():
-        found = sorted(p.parent.name for p in Path(out).glob("*/journal.log"))
-        raise StudyError(
-            f"study {study!r} not found under {out}/ (studies there: {', '.join(found) or 'none'}; "
-            "or pass --storage URL)"
-        )
-    store = open_storage(storage, path, create=False)
-    names = study_names(store)
-    if study not in names:
-        raise StudyError(
-            f"study {study!r} is not in {storage or path} (studies there: {', '.join(names) or 'none'})"
-        )
-    board = build_leaderboard(optuna.load_study(study_name=study, storage=store))
+    board = build_leaderboard(load_study(study, storage, out=out))
     if sort_col is not None:
         if sort_col not in board.columns:
             raise StudyError(f"--sort: {sort_col!r} is not a column; allowed: {', '.join(board.columns)}")

@@ -226,7 +226,7 @@ class ModelCfg:
         return None if self.layer_scale is None else float(self.layer_scale)
 
     def fingerprint(self) -> str:
-        """A stable short hash of the architecture (equal configs, equal fingerprints).
+        """12 hex digits of the architecture (equal configs, equal fingerprints).
 
         The dataclass itself is not hashable (branch ``params`` are dicts); search trials
         use this to recognise duplicates.
@@ -234,8 +234,8 @@ class ModelCfg:
         import hashlib
         import json
 
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+        text = json.dumps(self.to_dict(), sort_keys=True, default=list, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     # --- dict / YAML --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

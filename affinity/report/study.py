@@ -213,18 +213,7 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
 
 
 def open_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Load study ``name`` as ``affinity search`` stores it (default: its journal file,
-    ``results/<name>/journal.log``; or any Optuna storage URL).
+    """Load study ``name`` as ``affinity search`` stores it (see ``affinity.search.study.load_study``)."""
+    from affinity.search.study import load_study
 
-    A missing storage or an unknown study is a ``StudyError`` naming it and what exists.
-    """
-    import optuna
-
-    from affinity.search.study import default_storage_path, open_storage, study_names
-
-    storage_obj = open_storage(storage, default_storage_path("results", name), create=False)
-    known = study_names(storage_obj)
-    if name not in known:
-        where = storage or default_storage_path("results", name)
-        raise StudyError(f"study {name!r} is not in {where} (studies there: {', '.join(known) or 'none'})")
-    return optuna.load_study(study_name=name, storage=storage_obj)
+    return load_study(name, storage)

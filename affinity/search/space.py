@@ -11,7 +11,6 @@ allowed. The format is documented in README.md, "The search space file".
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -906,10 +905,10 @@ def load_space(name: str | Path) -> Space:
 
 
 def config_hash(cfg: Any) -> str:
-    """12 hex digits identifying a model configuration (its canonical JSON, sorted keys)."""
-    data = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
-    text = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """12 hex digits identifying a model configuration: ``ModelCfg.fingerprint()``."""
+    from affinity.models.config import ModelCfg
+
+    return (cfg if isinstance(cfg, ModelCfg) else ModelCfg.from_dict(cfg)).fingerprint()
 
 
 def with_overrides(settings: Settings, **changes: Any) -> Settings:

@@ -85,6 +85,29 @@ def open_storage(url: str | None, path: Path, *, create: bool) -> Any:
         raise StudyError(f"--storage {url}: cannot be opened: {str(exc).splitlines()[0]}") from None
 
 
+def load_study(name: str, storage: str | None = None, *, out: str | Path = "results") -> optuna.Study:
+    """Load study ``name`` as ``affinity search`` stored it: its journal file
+    ``OUT/<name>/journal.log`` by default, or any Optuna storage URL.
+
+    A missing storage or an unknown study is a ``StudyError`` naming what exists instead.
+    """
+    import optuna
+
+    path = default_storage_path(out, name)
+    if storage is None and not path.is_file():
+        found = sorted(p.parent.name for p in Path(out).glob("*/journal.log"))
+        raise StudyError(
+            f"study {name!r} not found under {out}/ (studies there: {', '.join(found) or 'none'}; "
+            "or pass --storage URL)"
+        )
+    store = open_storage(storage, path, create=False)
+    names = study_names(store)
+    if name not in names:
+        listed = ", ".join(names) or "none"
+        raise StudyError(f"study {name!r} is not in {storage or path} (studies there: {listed})")
+    return optuna.load_study(study_name=name, storage=store)
+
+
 def study_names(storage: Any) -> list[str]:
     import optuna
 

@@ -179,7 +179,7 @@ def test_report_out_folder_and_a_study_with_one_trial(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["report", "nosuch"], "results/nosuch/journal.log"),
+        (["report", "nosuch"], "study 'nosuch' not found under results/ (studies there: toy"),
         (["report", "other", "--storage", "results/toy/journal.log"], "'other'"),
         (["report", "x", "--storage", "sqlite:///missing.db"], "missing.db"),
     ],
