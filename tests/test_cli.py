@@ -41,3 +41,16 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("LIGHT")
+
+
+def test_every_source_folder_is_a_package() -> None:
+    """setup.py installs what find_packages finds: a folder without __init__.py would be
+    missing after a non-editable install while every test here still passes."""
+    from pathlib import Path
+
+    import affinity
+
+    root = Path(affinity.__file__).parent
+    folders = {p.parent for p in root.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(str(f.relative_to(root)) for f in folders if not (f / "__init__.py").is_file())
+    assert missing == []

@@ -1,0 +1,1 @@
+"""The search: space YAML -> validated space -> Optuna study -> leaderboard (see README)."""
