@@ -89,10 +89,11 @@ def plot_pareto(report: StudyReport) -> Figure:
         zorder=3,
         label=f"Pareto front ({len(front)})",
     )
-    for _, row in front.iterrows():
+    # front trials at the same point (equal cost and accuracy) share one label, "#5, #23"
+    for (flops, acc), same_point in front.groupby(["flops", "accuracy"], sort=False):
         ax.annotate(
-            f"#{int(row['number'])}",
-            (row["flops"], row["accuracy"]),
+            ", ".join(f"#{int(n)}" for n in sorted(same_point["number"])),
+            (flops, acc),
             xytext=(5, 5),
             textcoords="offset points",
             fontsize=8,

@@ -224,3 +224,18 @@ def test_single_objective_study_and_one_without_finished_trials() -> None:
     assert len(report.points) == 6 and report.points["front"].any()
     assert CliRunner().invoke(cli, ["report", "acc"]).exit_code == 0
     assert Path("results/acc/pareto.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_front_trials_at_one_point_share_one_label() -> None:
+    """Two configurations with equal accuracy and cost: one label "#a, #b", not two on top."""
+    from affinity.report.pictures import plot_pareto
+
+    study = make_study(n_trials=6, fail=False)
+    best = max((t for t in study.trials if t.values), key=lambda t: t.values[0])
+    twin = study.ask()
+    for key, value in best.user_attrs.items():
+        twin.set_user_attr(key, value)
+    study.tell(twin, list(best.values))
+    labels = [t.get_text() for t in plot_pareto(collect(study)).axes[0].texts]
+    assert f"#{best.number}, #{twin.number}" in labels
+    assert f"#{twin.number}" not in labels
