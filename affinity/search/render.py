@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from affinity.search.leaderboard import COLUMNS
+
 if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
@@ -20,18 +22,8 @@ def console() -> Any:
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-_MAIN = (
-    "number",
-    "state",
-    "status",
-    "val_acc",
-    "gflops",
-    "params_m",
-    "latency_ms",
-    "pareto_rank",
-    "dominated_by",
-    "duration_s",
-)
+#: the leaderboard's own columns up to the duration (hash, duplicate and reason stay in the CSV)
+_MAIN = COLUMNS[: COLUMNS.index("duration_s") + 1]
 #: the columns of the front table printed at the end of a search
 FRONT = ("number", "val_acc", "gflops", "params_m", "latency_ms")
 _FMT = {
