@@ -40,6 +40,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
+        # workers on several machines share one study in PostgreSQL; SQLAlchemy 2.1's default
+        # postgresql:// driver is psycopg 3
+        "postgres": ["psycopg[binary]>=3.1"],
         "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
     },
     entry_points={"console_scripts": ["affinity=affinity.cli:main"]},
