@@ -212,18 +212,28 @@ def pam_mixer(*, heads: int, qkv_bias: bool = True) -> MixerCfg:
     )
 
 
-def repmlp_mixer(*, share: int, kernels: tuple[int, ...] = (1, 3)) -> MixerCfg:
+def repmlp_mixer(*, share: int, kernels: tuple[int, ...] = (1, 3), deploy: bool = False) -> MixerCfg:
     """RepMLPNet's token mixer (Ding et al., CVPR 2022): a grouped FC over the whole map, S
     share sets of hw×hw, plus training-time depthwise conv branches (kernels 1 and 3) with the
-    same S kernel sets; ``reparameterize()`` folds the conv branches into the FC.
+    same S kernel sets. As the released code (``fc3`` + ``fc3_bn``, ``conv_bn`` branches),
+    each branch is followed by a BatchNorm over the S share sets (``shared_batchnorm``);
+    ``reparameterize()`` folds the norms into their branches and the conv branches into the
+    FC, leaving the FC with a bias (the deploy form).
 
     Args:
         share: S, the share sets (divides the stage's channels).
-        kernels: the local conv branches' kernel sizes (empty for the deploy form).
+        kernels: the local conv branches' kernel sizes.
+        deploy: the deploy form: the FC alone, with a bias and no norm (``kernels`` unused).
     """
     sets = {"share": share, "share_layout": "interleaved"}
-    branches = [BranchCfg("token_mlp", {**sets, "bias": False})]
-    branches += [BranchCfg("dwconv", {**sets, "kernel_size": k, "bias": False}) for k in kernels]
+    if deploy:
+        branches = [BranchCfg("token_mlp", {**sets, "bias": True})]
+    else:
+        norm = "shared_batchnorm"
+        branches = [BranchCfg("token_mlp", {**sets, "bias": False}, norm=norm)]
+        branches += [
+            BranchCfg("dwconv", {**sets, "kernel_size": k, "bias": False}, norm=norm) for k in kernels
+        ]
     return MixerCfg(branches=tuple(branches), coefficients="sum", proj_in=False, proj_out=False)
 
 

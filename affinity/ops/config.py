@@ -11,8 +11,8 @@ The mixer computes, in the (B, C, H, W) layout::
     serial:   U = branch_k(...branch_1(V))
     Y = proj_out(U)                     # [norm ->] 1x1 (C->C), or identity
 
-where ``branch_b(V) = act(proj(A_b(V, x)))`` (projection and activation optional), and the
-residual ``+ X`` is added by the block, not the mixer.
+where ``branch_b(V) = act(proj(norm(A_b(V, x))))`` (norm, projection and activation optional),
+and the residual ``+ X`` is added by the block, not the mixer.
 """
 
 from __future__ import annotations
@@ -32,30 +32,45 @@ CONNECTIONS = ("parallel", "serial")
 COEFFICIENTS = ("sum", "fixed", "learnable", "convex")
 NORMS = ("groupnorm", "layernorm", "batchnorm", None)
 ACTIVATIONS = ("gelu", "relu", None)
+#: per-branch norms after the affinity: ``batchnorm`` is BatchNorm2d over the C channels;
+#: ``shared_batchnorm`` is BatchNorm over the affinity's S share sets, statistics pooled over
+#: the C/S channels of a set (RepMLPNet's ``fc3_bn`` and conv-BN branches, BatchNorm2d(S) on
+#: the map reshaped to (B·C/S, S, h, w)).
+BRANCH_NORMS = ("batchnorm", "shared_batchnorm", None)
 
 
 @dataclass(frozen=True)
 class BranchCfg:
-    """One branch: an affinity, then an optional 1x1 projection and activation.
+    """One branch: an affinity, then an optional norm, 1x1 projection and activation.
 
     Args:
         affinity: a registered affinity name (``affinity affinities`` lists them).
         params: the affinity's own hyperparameters (``shift_size``, ``heads``, ...).
         proj: a per-branch 1x1 projection C->C with bias after the affinity (AS-MLP).
         act: activation after the projection (or after the affinity when ``proj`` is off).
+        norm: a norm right after the affinity, before the projection and activation (see
+            ``BRANCH_NORMS``; RepMLPNet: ``shared_batchnorm`` on the FC and each conv branch).
     """
 
     affinity: str
     params: Mapping[str, Any] = field(default_factory=dict)
     proj: bool = False
     act: str | None = None
+    norm: str | None = None
 
     def __post_init__(self) -> None:
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"act={self.act!r} is not allowed: one of {ACTIVATIONS}")
+        if self.norm not in BRANCH_NORMS:
+            raise ConfigError(f"norm={self.norm!r} is not allowed: one of {BRANCH_NORMS}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"affinity": self.affinity, "params": dict(self.params), "proj": self.proj, "act": self.act}
+        """The dict form; ``norm`` only when set, so configs without one keep their old dict
+        (and their fingerprint / config hash)."""
+        out = {"affinity": self.affinity, "params": dict(self.params), "proj": self.proj, "act": self.act}
+        if self.norm is not None:
+            out["norm"] = self.norm
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "branch") -> BranchCfg:

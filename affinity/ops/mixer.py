@@ -66,25 +66,113 @@ def build_affinity(branch: BranchCfg, *, dim: int, hw: tuple[int, int] | None, w
     return cls(dim=dim, hw=hw, **dict(branch.params))
 
 
+class SharedBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over S share sets of a (B, C, H, W) map: channel c belongs to set c mod S
+    (``interleaved``) or c // (C/S) (``consecutive``), and each set has one mean, variance,
+    weight and bias, its statistics pooled over the set's C/S channels and all tokens.
+
+    RepMLPNet's ``fc3_bn`` and conv-BN branches (Ding et al., CVPR 2022, released code):
+    ``BatchNorm2d(S)`` on the map reshaped to (B·C/S, S, H, W), the interleaved layout.
+    Both layouts are reshapes (no copy): interleaved to (B·C/S, S, H, W), consecutive to
+    (B, S, C/S·H, W).
+
+    Args:
+        dim: channels C.
+        sets: share sets S (divides C).
+        layout: ``interleaved`` or ``consecutive``.
+    """
+
+    def __init__(self, dim: int, sets: int, layout: str) -> None:
+        if sets < 1 or dim % sets:
+            raise ConfigError(
+                f"norm='shared_batchnorm' with share={sets} is not allowed: a divisor of dim={dim}"
+            )
+        if layout not in ("interleaved", "consecutive"):
+            raise ConfigError(f"share_layout={layout!r} is not allowed: one of interleaved, consecutive")
+        super().__init__(sets)
+        self.dim = dim
+        self.sets = sets
+        self.layout = layout
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        if c != self.dim:
+            raise ConfigError(
+                f"shared_batchnorm: input shape {tuple(x.shape)} is not allowed: "
+                f"expected (B, {self.dim}, H, W)"
+            )
+        if self.layout == "interleaved":
+            y = super().forward(x.reshape(b * c // self.sets, self.sets, h, w))
+        else:
+            y = super().forward(x.reshape(b, self.sets, c // self.sets * h, w))
+        return y.reshape(b, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, sets={self.sets}, layout={self.layout!r}, eps={self.eps}"
+
+
+def affinity_share_sets(affinity: Affinity) -> tuple[int, str] | None:
+    """(S, layout) of an affinity with share sets (``dwconv``'s ``share``, ``token_mlp``'s
+    ``heads``); None for affinities without them."""
+    layout = getattr(affinity, "share_layout", None)
+    if layout is None:
+        return None
+    sets = getattr(affinity, "share", None)
+    if sets is None:
+        sets = getattr(affinity, "heads", None)
+    return None if sets is None else (int(sets), str(layout))
+
+
+def make_branch_norm(name: str | None, affinity: Affinity, dim: int, where: str = "branch") -> nn.Module:
+    """A branch's norm after its affinity (see ``affinity.ops.config.BRANCH_NORMS``)."""
+    if name is None:
+        return nn.Identity()
+    if name == "batchnorm":
+        return nn.BatchNorm2d(dim)
+    if name == "shared_batchnorm":
+        sets = affinity_share_sets(affinity)
+        if sets is None:
+            raise ConfigError(
+                f"{where}.norm='shared_batchnorm' is not allowed for affinity {affinity.name!r}: it has no "
+                "share sets (token_mlp, dwconv have); use norm='batchnorm' or None"
+            )
+        return SharedBatchNorm2d(dim, *sets)
+    raise ConfigError(f"{where}.norm={name!r} is not allowed: one of batchnorm, shared_batchnorm, None")
+
+
 class Branch(nn.Module):
-    """``act(proj(A(v, x)))``: one affinity with its optional 1x1 projection and activation.
+    """``act(proj(norm(A(v, x))))``: one affinity with its optional norm, 1x1 projection and
+    activation.
 
     Args:
         affinity: the affinity.
         dim: channels.
-        proj: a 1x1 conv C->C with bias after the affinity.
+        proj: a 1x1 conv C->C with bias after the affinity (and its norm).
         act: activation name or None.
+        norm: ``batchnorm`` | ``shared_batchnorm`` | None, right after the affinity.
+        where: the branch's path, for error messages.
     """
 
-    def __init__(self, affinity: Affinity, *, dim: int, proj: bool, act: str | None) -> None:
+    def __init__(
+        self,
+        affinity: Affinity,
+        *,
+        dim: int,
+        proj: bool,
+        act: str | None,
+        norm: str | None = None,
+        where: str = "branch",
+    ) -> None:
         super().__init__()
         self.affinity: Affinity = affinity
+        self.norm = make_branch_norm(norm, affinity, dim, where)
         self.proj: nn.Module = nn.Conv2d(dim, dim, 1) if proj else nn.Identity()
         self.act = make_act(act)
-        self.linear = not proj and act is None and not getattr(affinity, "affine", False)
+        # a norm is not linear in training mode (batch statistics); kept out in eval mode too
+        self.linear = not proj and act is None and norm is None and not getattr(affinity, "affine", False)
 
     def forward(self, v: Tensor, x: Tensor) -> Tensor:
-        return self.act(self.proj(self.affinity(v, x)))
+        return self.act(self.proj(self.norm(self.affinity(v, x))))
 
 
 class ContextAggregation(nn.Module):
@@ -165,7 +253,14 @@ class ContextAggregation(nn.Module):
             make_act(proj_in_act),
         )
         self.branches = nn.ModuleList(
-            Branch(build_affinity(b, dim=dim, hw=hw, where=f"branches[{i}]"), dim=dim, proj=b.proj, act=b.act)
+            Branch(
+                build_affinity(b, dim=dim, hw=hw, where=f"branches[{i}]"),
+                dim=dim,
+                proj=b.proj,
+                act=b.act,
+                norm=b.norm,
+                where=f"branches[{i}]",
+            )
             for i, b in enumerate(cfg.branches)
         )
         self.proj_out = nn.Sequential(
@@ -242,8 +337,10 @@ class ContextAggregation(nn.Module):
     def is_linear(self) -> bool:
         """True when the aggregation between proj_in and proj_out is a per-channel linear map of V.
 
-        That holds without norms or activations around V, without branch projections or
-        activations, and with affinities that have no offset (bias).
+        That holds without norms or activations around V, without branch norms, projections
+        or activations, and with affinities that have no offset (bias). A branch norm counts
+        as non-linear even in eval mode (where BatchNorm is a per-channel affine map), since
+        its offset is not a token matrix; ``reparameterize`` folds it instead.
         """
         cfg = self.cfg
         return (
@@ -286,7 +383,7 @@ class ContextAggregation(nn.Module):
         if not self.is_linear:
             raise ConfigError(
                 "materialize is not allowed for this mixer: it is not linear in V (norms or "
-                "activations around V, branch projections or activations, or affinity biases)"
+                "activations around V, branch norms, projections or activations, or affinity biases)"
             )
         total: Tensor | None = None
         for b in self._branches():

@@ -339,8 +339,9 @@ def combined_field(
     max_groups: int = 8,
 ) -> Field | None:
     """The whole aggregation's map, ``Σ_b c_b·A_b`` (parallel) or ``c_k A_k ⋯ c_1 A_1``
-    (serial), for a mixer of several branches without branch projections or activations
-    (Container: ``α·A(X) + β·A``); else None. Affinity offsets (biases) do not change it.
+    (serial), for a mixer of several branches without branch norms, projections or
+    activations (Container: ``α·A(X) + β·A``); else None (RepMLPNet's branch BNs: its
+    reparameterized model's single FC is the combined map). Affinity offsets (biases) do not change it.
 
     Computed as one row of the mixer's aggregation between ``proj_in`` and ``proj_out``
     (``materialize`` on small maps), so the coefficients are the trained ones.
@@ -349,8 +350,8 @@ def combined_field(
 
     if not isinstance(mixer, ContextAggregation) or len(mixer.branches) < 2:
         return None
-    if any(b.proj or b.act is not None for b in mixer.cfg.branches):
-        return None  # a projection or activation inside a branch: no single token matrix
+    if any(b.proj or b.act is not None or b.norm is not None for b in mixer.cfg.branches):
+        return None  # a norm, projection or activation inside a branch: no single token matrix
     v, x = next(iter(inputs.values()))
     if tuple(v.shape[-2:]) != hw:
         return None

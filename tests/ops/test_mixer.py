@@ -167,3 +167,54 @@ def test_bad_mixer_configs_name_their_key() -> None:
         )
     with pytest.raises(ConfigError, match="coefficients"):
         ContextAggregation(dim=DIM, branches=[BranchCfg("identity")], coefficients="softmax")
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "consecutive"])
+def test_shared_batchnorm_pools_each_share_set(layout: str) -> None:
+    """One mean and variance per share set over its C/S channels; interleaved is RepMLPNet's
+    BatchNorm2d(S) on the map reshaped to (B·C/S, S, h, w)."""
+    sets = 2
+    branch = BranchCfg(
+        "dwconv", {"kernel_size": 1, "share": sets, "share_layout": layout}, norm="shared_batchnorm"
+    )
+    mixer = ContextAggregation(dim=DIM, hw=HW, branches=[branch], proj_in=False, proj_out=False)
+    norm = mixer.branches[0].norm
+    assert [p.numel() for p in norm.parameters()] == [sets, sets]
+    x = torch.randn(3, DIM, *HW) * torch.arange(1.0, DIM + 1).view(1, DIM, 1, 1) + 5
+    y = mixer(x)
+    z = mixer.branch_affinities()[0](x, x)  # the conv's output, before the norm
+    channel_set = torch.arange(DIM) % sets if layout == "interleaved" else torch.arange(DIM) // (DIM // sets)
+    for s in range(sets):
+        group = z[:, channel_set == s]
+        expect = (group - group.mean()) / torch.sqrt(group.var(unbiased=False) + 1e-5)
+        torch.testing.assert_close(y[:, channel_set == s], expect, atol=1e-4, rtol=1e-4)
+    if layout == "interleaved":
+        bn = torch.nn.BatchNorm2d(sets)
+        torch.testing.assert_close(y, bn(z.reshape(-1, sets, *HW)).reshape(z.shape))
+    assert not mixer.is_linear
+    with pytest.raises(ConfigError, match="not linear"):
+        mixer.materialize(x)
+
+
+def test_branch_batchnorm_is_over_channels_and_before_the_activation() -> None:
+    branch = BranchCfg("identity", norm="batchnorm", act="relu")
+    mixer = ContextAggregation(dim=DIM, branches=[branch], proj_in=False, proj_out=False)
+    x = torch.randn(4, DIM, 3, 3) * 2 + 1
+    expect = F.relu((x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(x.var((0, 2, 3), False, True) + 1e-5))
+    torch.testing.assert_close(mixer(x), expect, atol=1e-5, rtol=1e-5)
+
+
+def test_branch_norm_config_round_trip_and_bad_values() -> None:
+    cfg = MixerCfg(
+        branches=(BranchCfg("token_mlp", {"share": 2}, norm="shared_batchnorm"), BranchCfg("identity"))
+    )
+    data = cfg.to_dict()
+    assert data["branches"][0]["norm"] == "shared_batchnorm"
+    assert "norm" not in data["branches"][1]  # unset: the dict (and config hashes) as before
+    assert MixerCfg.from_dict(data) == cfg
+    old = {"branches": [{"affinity": "identity", "params": {}, "proj": False, "act": None}]}
+    assert MixerCfg.from_dict(old).branches[0].norm is None
+    with pytest.raises(ConfigError, match=r"norm='layernorm' is not allowed"):
+        BranchCfg.from_dict({"affinity": "identity", "norm": "layernorm"})
+    with pytest.raises(ConfigError, match=r"branches\[0\].norm='shared_batchnorm'.*'spatial_shift'"):
+        ContextAggregation(dim=DIM, branches=[BranchCfg("spatial_shift", norm="shared_batchnorm")])
