@@ -106,7 +106,7 @@ def evaluate(
 
     from affinity.flops import count_flops, count_params
     from affinity.models import create_model
-    from affinity.search.space import config_hash
+    from affinity.search.space import BUDGET_KEYS, config_hash
     from affinity.train import TrainConfig, train
 
     try:
@@ -165,14 +165,7 @@ def evaluate(
                 raise optuna.TrialPruned()
 
     train_cfg = TrainConfig(
-        epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_fraction=settings.warmup_fraction,
-        label_smoothing=settings.label_smoothing,
-        augment=settings.augment,
+        **{key: getattr(settings, key) for key in BUDGET_KEYS},
         seed=settings.seed,
         device=device,
         threads=threads,

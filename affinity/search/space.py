@@ -119,25 +119,21 @@ class Settings:
         return {k: getattr(self, k) for k in self.TRAINING}
 
 
+#: the keys each section of a space file takes (the budget ones are TrainConfig's fields)
+_SECTION_KEYS = {
+    "budget": ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_fraction",
+               "label_smoothing", "augment"),
+    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs"),
+    "constraints": ("max_gflops", "max_params"),
+}  # fmt: skip
+#: the training-budget settings, passed to TrainConfig as they are
+BUDGET_KEYS = _SECTION_KEYS["budget"]
+#: setting -> its key path in the file
 _SETTING_PATHS = {
     "dataset": "dataset",
     "img_size": "img_size",
     "seed": "seed",
-    **{
-        k: f"budget.{k}"
-        for k in (
-            "epochs",
-            "max_steps",
-            "batch_size",
-            "lr",
-            "weight_decay",
-            "warmup_fraction",
-            "label_smoothing",
-            "augment",
-        )
-    },
-    **{k: f"search.{k}" for k in ("n_trials", "sampler", "objective", "pruner", "n_jobs")},
-    **{k: f"constraints.{k}" for k in ("max_gflops", "max_params")},
+    **{k: f"{section}.{k}" for section, keys in _SECTION_KEYS.items() for k in keys},
 }
 
 
@@ -382,20 +378,6 @@ def _sample_mixer(trial: Any, spec: MixerSpec) -> tuple[tuple[Kind, ...], dict[s
 
 
 _TOP_KEYS = ("name", "description", "dataset", "img_size", "seed", "budget", "search", "constraints", "model")
-_SECTION_KEYS = {
-    "budget": (
-        "epochs",
-        "max_steps",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "warmup_fraction",
-        "label_smoothing",
-        "augment",
-    ),
-    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs"),
-    "constraints": ("max_gflops", "max_params"),
-}  # fmt: skip
 _MODEL_KEYS = ("family", "dims", "depths", *STAGE_FIELDS, "stages", *MODEL_FIELDS)
 
 
