@@ -50,3 +50,11 @@ def check(condition: bool, param: str, value: object, allowed: str) -> None:
     """Raise ``ConfigError`` naming ``param``, the ``value`` given and what is ``allowed``."""
     if not condition:
         raise ConfigError(f"{param}={value!r} is not allowed: {allowed}")
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser error as one line: ``line L, column C: problem`` (PyYAML's own text
+    spans several lines with a caret drawing, which would break the one-line rule)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["unreadable"])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem

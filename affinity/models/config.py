@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affinity.errors import ConfigError, UnknownNameError
+from affinity.errors import ConfigError, UnknownNameError, yaml_problem
 from affinity.ops.config import MixerCfg
 
 FAMILIES = ("isotropic", "hierarchical")
@@ -521,7 +521,7 @@ def load_model_config(path: str | Path) -> ModelCfg:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"model config {str(path)!r} is not valid YAML: {exc}") from None
+        raise ConfigError(f"model config {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
     if isinstance(data, Mapping) and set(data) == {"model"}:
         data = data["model"]
     return ModelCfg.from_dict(data, "model")

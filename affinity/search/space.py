@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from affinity.errors import AffinityError, ConfigError, SpaceError, closest
+from affinity.errors import AffinityError, ConfigError, SpaceError, closest, yaml_problem
 from affinity.search.kinds import (
     KINDS,
     MIXER_PARAMS,
@@ -877,10 +877,7 @@ def load_space(name: str | Path) -> Space:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpaceError(f"{path}:{where}: not valid YAML: {problem}") from None
+        raise SpaceError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if raw is None:
         raise SpaceError(f"{path}: the file is empty; allowed: a mapping with a model section")
     return parse_space(raw, source=str(path), default_name=path.stem)

@@ -103,3 +103,16 @@ def test_unknown_name_lists_the_closest() -> None:
         resolve_model_config("as_mlp_tt")
     with pytest.raises(UnknownNameError, match="closest"):
         create_model("resmlp_s13")
+
+
+def test_malformed_yaml_is_one_line_exit_2(tmp_path, capsys) -> None:
+    from affinity.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("family: [hierarchical\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", str(bad), "--no-timing"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "bad.yaml" in err[0] and "not valid YAML: line 2, column 1" in err[0]
