@@ -52,6 +52,17 @@ def check(condition: bool, param: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{param}={value!r} is not allowed: {allowed}")
 
 
+def is_int(value: object, minimum: int) -> bool:
+    """True for an int (not a bool) ≥ ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_int(param: str, value: object, minimum: int, allowed: str | None = None) -> int:
+    """``value`` as an int ≥ ``minimum``; else ``ConfigError`` naming ``param``."""
+    check(is_int(value, minimum), param, value, allowed or f"an integer >= {minimum}")
+    return int(value)  # type: ignore[call-overload]
+
+
 def yaml_problem(exc: Exception) -> str:
     """A YAML parser error as one line: ``line L, column C: problem`` (PyYAML's own text
     spans several lines with a caret drawing, which would break the one-line rule)."""

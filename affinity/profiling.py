@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError
+from affinity.errors import ConfigError, check_int
 from affinity.flops import UNIT, count_flops, count_params
 
 
@@ -173,13 +173,9 @@ def profile(
     from affinity.models import MODELS, AffinityNet, create_model
 
     start = time.perf_counter()
-    for name, value, low in (
-        ("batch_size", batch_size, 1),
-        ("img_size", img_size, 1),
-        ("in_chans", in_chans, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name}={value!r} is not allowed: an integer >= {low}")
+    check_int("batch_size", batch_size, 1)
+    check_int("img_size", img_size, 1)
+    check_int("in_chans", in_chans, 1)
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"device={device!r} is not allowed: cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():

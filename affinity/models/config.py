@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from affinity.errors import ConfigError, UnknownNameError, yaml_problem
+from affinity.errors import ConfigError, UnknownNameError, check_int, yaml_problem
 from affinity.ops.config import MixerCfg
 
 FAMILIES = ("isotropic", "hierarchical")
@@ -68,9 +68,9 @@ class StageCfg:
     alt_mixer: MixerCfg | None = None
 
     def __post_init__(self) -> None:
-        _check_int("dim", self.dim, 1)
-        _check_int("depth", self.depth, 1)
-        _check_int("patch_size", self.patch_size, 1)
+        check_int("dim", self.dim, 1)
+        check_int("depth", self.depth, 1)
+        check_int("patch_size", self.patch_size, 1)
         if not isinstance(self.channel_mlp_ratio, (int, float)) or self.channel_mlp_ratio <= 0:
             raise ConfigError(f"channel_mlp_ratio={self.channel_mlp_ratio!r} is not allowed: a number > 0")
         if not isinstance(self.mixer, MixerCfg):
@@ -203,7 +203,7 @@ class ModelCfg:
             or self.norm_eps <= 0
         ):
             raise ConfigError(f"norm_eps={self.norm_eps!r} is not allowed: a number > 0")
-        _check_int("gate_reduce", self.gate_reduce, 1)
+        check_int("gate_reduce", self.gate_reduce, 1)
 
     # --- derived -----------------------------------------------------------------------
     @property
@@ -469,11 +469,6 @@ def _replace(obj: Any, key: str, **changes: Any) -> Any:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} is not allowed: an integer >= {low}")
-
-
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}={data!r} is not allowed: a mapping")

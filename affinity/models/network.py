@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError
+from affinity.errors import ConfigError, check_int
 from affinity.models.config import ModelCfg, StageCfg
 from affinity.models.layers import (
     ChannelMlp,
@@ -242,13 +242,9 @@ def _embed(cfg: ModelCfg, i: int, in_dim: int, s: StageCfg) -> nn.Module:
 
 
 def _check_build(cfg: ModelCfg, *, num_classes: int, img_size: int, in_chans: int) -> None:
-    for name, value, low in (
-        ("num_classes", num_classes, 0),
-        ("img_size", img_size, 1),
-        ("in_chans", in_chans, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name}={value!r} is not allowed: an integer >= {low}")
+    check_int("num_classes", num_classes, 0)
+    check_int("img_size", img_size, 1)
+    check_int("in_chans", in_chans, 1)
     if img_size % cfg.stride:
         ok = [m * cfg.stride for m in (1, 2, 4, 7, 8, 14)]
         raise ConfigError(

@@ -5,18 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from affinity.errors import ConfigError, check
+from affinity.errors import ConfigError, check, is_int
 
 #: Padding modes for shifts and convolutions, named as ``F.pad`` names them (``zero`` is
 #: ``F.pad``'s ``constant`` with value 0).
 PADDINGS = ("zero", "circular", "reflect", "replicate")
-
-
-def check_int(param: str, value: object, minimum: int, allowed: str | None = None) -> int:
-    """``value`` as an int ≥ ``minimum``; else ConfigError naming ``param``."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    check(ok, param, value, allowed or f"an integer >= {minimum}")
-    return int(value)  # type: ignore[call-overload]
 
 
 def check_choice(param: str, value: object, choices: tuple[str, ...]) -> str:
@@ -28,11 +21,7 @@ def check_hw(hw: object, param: str = "hw") -> tuple[int, int] | None:
     """``None`` or a pair of positive ints (the map's H, W)."""
     if hw is None:
         return None
-    ok = (
-        isinstance(hw, (tuple, list))
-        and len(hw) == 2
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in hw)
-    )
+    ok = isinstance(hw, (tuple, list)) and len(hw) == 2 and all(is_int(s, 1) for s in hw)
     check(ok, param, hw, "a pair (H, W) of positive integers")
     return int(hw[0]), int(hw[1])  # type: ignore[index]
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check
-from affinity.ops._common import check_hw, check_int, check_map
+from affinity.errors import ConfigError, check, check_int
+from affinity.ops._common import check_hw, check_map
 from affinity.ops.base import Affinity, register_affinity
 
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check
-from affinity.ops._common import PADDINGS, check_choice, check_hw, check_int, check_map, source_index
+from affinity.errors import ConfigError, check, check_int
+from affinity.ops._common import PADDINGS, check_choice, check_hw, check_map, source_index
 from affinity.ops.base import Affinity, register_affinity
 
 #: How S kernel sets map onto C channels: ``consecutive`` (channel c uses set c // (C/S), as

@@ -9,12 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from affinity.errors import ConfigError, check
+from affinity.errors import ConfigError, check, check_int
 from affinity.ops._common import (
     PADDINGS,
     check_choice,
     check_hw,
-    check_int,
     check_map,
     chunk_sizes,
     shift_axis_into,

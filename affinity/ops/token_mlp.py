@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check
-from affinity.ops._common import check_choice, check_hw, check_int
+from affinity.errors import ConfigError, check, check_int
+from affinity.ops._common import check_choice, check_hw
 from affinity.ops.base import Affinity, register_affinity
 from affinity.ops.conv import SHARE_LAYOUTS, channel_sets
 

@@ -19,16 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from affinity.errors import SpaceError, closest
+from affinity.errors import SpaceError, closest, is_int
 from affinity.ops.config import COEFFICIENTS, CONNECTIONS, BranchCfg, MixerCfg
 
 __all__ = ["KINDS", "MIXER_PARAMS", "Kind", "ParamRule", "build_mixer", "parse_kind"]
 
 PADDINGS = ("zero", "circular", "reflect", "replicate")
-
-
-def _is_int(v: Any, low: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
 def _is_num(v: Any) -> bool:
@@ -44,8 +40,8 @@ class ParamRule:
     default: Any = None
 
 
-ODD = ParamRule(lambda v: _is_int(v, 1) and v % 2 == 1, "an odd integer >= 1")
-POSITIVE = ParamRule(lambda v: _is_int(v, 1), "an integer >= 1")
+ODD = ParamRule(lambda v: is_int(v, 1) and v % 2 == 1, "an odd integer >= 1")
+POSITIVE = ParamRule(lambda v: is_int(v, 1), "an integer >= 1")
 PADDING = ParamRule(lambda v: v in PADDINGS, f"one of {', '.join(PADDINGS)}")
 BOOL = ParamRule(lambda v: isinstance(v, bool), "true or false")
 
@@ -131,7 +127,7 @@ KINDS: dict[str, Kind] = {
             {
                 "heads": ParamRule(POSITIVE.ok, "an integer >= 1 dividing the stage's dim", 1),
                 "window": ParamRule(
-                    lambda v: v is None or _is_int(v, 1), "null (global) or an integer >= 1", None
+                    lambda v: v is None or is_int(v, 1), "null (global) or an integer >= 1", None
                 ),
                 "qkv_bias": ParamRule(BOOL.ok, BOOL.allowed, True),
                 "rel_pos_bias": ParamRule(BOOL.ok, BOOL.allowed + " (used with a window only)", False),

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from affinity.errors import AffinityError, ConfigError, SpaceError, closest, yaml_problem
+from affinity.errors import AffinityError, ConfigError, SpaceError, closest, is_int, yaml_problem
 from affinity.search.kinds import (
     KINDS,
     MIXER_PARAMS,
@@ -137,10 +137,6 @@ _SETTING_PATHS = {
 }
 
 
-def _int(v: Any, low: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
 def _pos(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
@@ -150,21 +146,21 @@ _SETTING_RULES: dict[str, tuple[Any, str]] = {
         lambda v: isinstance(v, str) and v.strip() != "",
         "a dataset spec such as digits or npz:PATH",
     ),
-    "img_size": (lambda v: _int(v, 4) and v <= 1024, "an integer from 4 to 1024"),
-    "seed": (lambda v: _int(v, 0), "an integer >= 0"),
-    "epochs": (lambda v: _int(v, 1), "an integer >= 1"),
-    "max_steps": (lambda v: v is None or _int(v, 1), "null or an integer >= 1"),
-    "batch_size": (lambda v: _int(v, 1), "an integer >= 1"),
+    "img_size": (lambda v: is_int(v, 4) and v <= 1024, "an integer from 4 to 1024"),
+    "seed": (lambda v: is_int(v, 0), "an integer >= 0"),
+    "epochs": (lambda v: is_int(v, 1), "an integer >= 1"),
+    "max_steps": (lambda v: v is None or is_int(v, 1), "null or an integer >= 1"),
+    "batch_size": (lambda v: is_int(v, 1), "an integer >= 1"),
     "lr": (_pos, "a number > 0"),
     "weight_decay": (lambda v: _pos(v) or v == 0, "a number >= 0"),
     "warmup_fraction": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
     "label_smoothing": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
     "augment": (lambda v: isinstance(v, bool), "true or false"),
-    "n_trials": (lambda v: _int(v, 1), "an integer >= 1 (the total number of trials the study should hold)"),
+    "n_trials": (lambda v: is_int(v, 1), "an integer >= 1 (the total number of trials in the study)"),
     "sampler": (lambda v: v in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
     "objective": (lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
     "pruner": (lambda v: v in PRUNERS, f"one of {', '.join(PRUNERS)}"),
-    "n_jobs": (lambda v: _int(v, 1), "an integer >= 1"),
+    "n_jobs": (lambda v: is_int(v, 1), "an integer >= 1"),
     "max_gflops": (lambda v: v is None or _pos(v), "null or a number > 0 (GFLOPs, fvcore)"),
     "max_params": (lambda v: v is None or _pos(v), "null or a number > 0 (millions of parameters)"),
 }
@@ -458,7 +454,7 @@ def _parse_model(
                         "allowed: a non-empty list of integers"
                     )
                 for j, v in enumerate(option):
-                    if not _int(v, 1):
+                    if not is_int(v, 1):
                         raise SpaceError(
                             f"{path}.choice[{i}][{j}]: {_show(v)} is not allowed; allowed: an integer >= 1"
                         )
@@ -558,7 +554,7 @@ def _stage_int(value: Any, path: str) -> Any:
             f"{path}: a float range is not allowed; allowed: an integer, a choice of integers or an int range"
         )
     for v in candidates(value):
-        if not _int(v, 1):
+        if not is_int(v, 1):
             raise SpaceError(f"{path}: {_show(v)} is not allowed; allowed: an integer >= 1")
     return value
 
@@ -675,7 +671,7 @@ def check_space(space: Space, img_size: int | None = None) -> None:
         patch_where = _where(st.patch_size, f"{path}.patch_size")
         patches = _values(st.patch_size, space.lists)
         for v in patches:
-            if not _int(v, 1):
+            if not is_int(v, 1):
                 raise SpaceError(f"{patch_where}: {_show(v)} is not allowed; allowed: an integer >= 1")
         strides = {s * p for s in strides for p in patches}
         bad = sorted(s for s in strides if img % s)
@@ -688,7 +684,7 @@ def check_space(space: Space, img_size: int | None = None) -> None:
         for key in ("dim", "depth"):
             value = getattr(st, key)
             for v in _values(value, space.lists):
-                if not _int(v, 1):
+                if not is_int(v, 1):
                     raise SpaceError(
                         f"{_where(value, f'{path}.{key}')}: {_show(v)} is not allowed; "
                         "allowed: an integer >= 1"
