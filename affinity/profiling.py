@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check_int
+from affinity.device import resolve_device
+from affinity.errors import check_int
 from affinity.flops import UNIT, count_flops, count_params
 
 
@@ -157,7 +158,7 @@ def profile(
             arguments below describe its input and are not used to build it).
         img_size: input side.
         batch_size: images per timed forward.
-        device: ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see ``affinity.device``).
         timing: measure latency (median of at least 3 runs after ``warmup``).
         in_chans: input channels.
         num_classes: classifier outputs.
@@ -176,10 +177,7 @@ def profile(
     check_int("batch_size", batch_size, 1)
     check_int("img_size", img_size, 1)
     check_int("in_chans", in_chans, 1)
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"device={device!r} is not allowed: cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' is not allowed: no CUDA device is available here (allowed: cpu)")
+    device = str(resolve_device(device))
     if isinstance(model_or_name, nn.Module):
         model = model_or_name
         label = str(getattr(model, "name", "custom"))

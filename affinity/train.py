@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,8 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from affinity._io import atomic_write
 from affinity.data import DatasetSplits, TensorSplit
 from affinity.data.augment import random_crop, random_flip
+from affinity.device import ALLOWED as DEVICE_NAMES
+from affinity.device import is_device_name, resolve_device
 from affinity.errors import ConfigError, DataError, check
 
 CHECKPOINT_FORMAT = "affinity-checkpoint"
@@ -95,7 +97,7 @@ class TrainConfig:
             self.clip_grad,
             "None or a number >= 0",
         )
-        check(self.device in ("auto", "cpu", "cuda"), "device", self.device, "auto, cpu or cuda")
+        check(is_device_name(self.device), "device", self.device, DEVICE_NAMES)
         check(
             self.threads is None or (isinstance(self.threads, int) and self.threads >= 1),
             "threads",
@@ -153,15 +155,6 @@ class TrainMetrics:
         """Inverse of ``to_dict``."""
         hist = [EpochRecord(**h) for h in data.get("history", [])]
         return cls(**{**data, "history": hist})
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else the CPU; ``cuda`` without CUDA is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' is not allowed: no CUDA device is available here (use auto or cpu)")
-    return torch.device(device)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -507,15 +500,7 @@ def save_checkpoint(
         "metrics": metrics,
         "extra": extra or {},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

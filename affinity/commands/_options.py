@@ -27,16 +27,10 @@ format_option = click.option(
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without CUDA is bad input."""
-    import torch
+    """The ``--device`` value as a device string (``auto`` resolved); see ``affinity.device``."""
+    from affinity.device import resolve_device as resolve
 
-    from affinity.errors import ConfigError
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here (allowed: auto, cpu)")
-    return device
+    return str(resolve(device))
 
 
 def show_progress(quiet: bool) -> bool:

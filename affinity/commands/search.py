@@ -140,7 +140,7 @@ def command(
 
 def _save_space(space: Any, folder: Path) -> None:
     """A copy of the space file beside the results (what was searched), written atomically."""
-    from affinity.search.leaderboard import _atomic_write
+    from affinity._io import atomic_write_text
 
     if space.source and Path(space.source).is_file():
-        _atomic_write(folder / "space.yaml", Path(space.source).read_text(encoding="utf-8"))
+        atomic_write_text(folder / "space.yaml", Path(space.source).read_text(encoding="utf-8"))

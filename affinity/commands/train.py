@@ -55,11 +55,11 @@ def command(
     writes metrics.json and checkpoint.pt to --out.
     """
     import json
-    import os
     from pathlib import Path
 
     import torch
 
+    from affinity._io import atomic_write_text
     from affinity.commands._options import resolve_device, show_progress
     from affinity.data import load_dataset
     from affinity.flops import count_flops, count_params
@@ -98,9 +98,7 @@ def command(
         "train_config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "metrics": metrics.to_dict(),
     }
-    tmp = out_dir / f".metrics.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out_dir / "metrics.json")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
     ckpt = save_checkpoint(
         out_dir / "checkpoint.pt",
         net,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affinity._io import atomic_write_text
 from affinity.errors import ConfigError, UnknownNameError, check_int, yaml_problem
 from affinity.ops.config import MixerCfg
 
@@ -526,13 +527,8 @@ def save_model_config(cfg: ModelCfg, path: str | Path) -> Path:
     """Write ``cfg`` as YAML under the key ``model`` (read back by ``load_model_config``)."""
     import yaml
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump({"model": _to_yaml_value(cfg.to_dict())}, sort_keys=False)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, text)
 
 
 __all__ = [

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from affinity._io import atomic_write_bytes, atomic_write_text
+
 if TYPE_CHECKING:
     from affinity.report.study import StudyReport
 
@@ -171,13 +173,6 @@ def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[P
             old.unlink(missing_ok=True)
     paths = []
     for im in images:
-        path = out / im.filename
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(im.png)
-        tmp.replace(path)
-        paths.append(path)
-    page = out / "report.html"
-    tmp = page.with_name("report.html.tmp")
-    tmp.write_text(render_html(report, images), encoding="utf-8")
-    tmp.replace(page)
+        paths.append(atomic_write_bytes(out / im.filename, im.png))
+    page = atomic_write_text(out / "report.html", render_html(report, images))
     return page, paths

@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from affinity._io import atomic_write_bytes
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -50,11 +52,7 @@ def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> bytes:
     """Write the figure to ``path`` as PNG (written whole, then renamed); return the bytes."""
     data = png_bytes(fig, dpi)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    atomic_write_bytes(path, data)
     return data
 
 

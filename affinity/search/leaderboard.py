@@ -23,11 +23,11 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from affinity._io import atomic_write_text
 
 if TYPE_CHECKING:
     import optuna
@@ -157,19 +157,6 @@ def front_numbers(board: pd.DataFrame) -> list[int]:
     return [int(n) for n in on["number"]]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_front_config(cfg: Any, path: Path, study: Any, board: Any, number: int, save: Any) -> None:
     """The model config in ``save_model_config``'s format, under a comment saying where it
     comes from (comments are ignored by ``load_model_config``)."""
@@ -187,7 +174,7 @@ def _write_front_config(cfg: Any, path: Path, study: Any, board: Any, number: in
     save(cfg, tmp)
     body = tmp.read_text(encoding="utf-8")
     tmp.unlink()
-    _atomic_write(path, head + body)
+    atomic_write_text(path, head + body)
 
 
 def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
@@ -205,7 +192,7 @@ def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     board = build_leaderboard(study)
-    _atomic_write(folder / "leaderboard.csv", board.to_csv(index=False))
+    atomic_write_text(folder / "leaderboard.csv", board.to_csv(index=False))
     front_dir = folder / "front"
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     keep = set()
