@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,7 +200,3 @@ def grid_values(value: Value) -> list[Any] | None:
         n = math.floor((value.hi - value.lo) / value.step + 1e-9)
         return [value.lo + i * value.step for i in range(n + 1)]
     return [value]
-
-
-def iter_leaves(values: Sequence[Value]) -> Iterator[Any]:
-    yield from (v for v in values if is_param(v))
