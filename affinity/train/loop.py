@@ -1,0 +1,256 @@
+"""The training loop: AdamW, linear warm-up then cosine decay per step, label smoothing, gradient
+clipping, an epoch or step budget, seeded and deterministic on the CPU, mixed precision on CUDA.
+
+Batches are sliced from the in-memory splits (``affinity.data``), no DataLoader: on two CPU
+cores the worker processes and collation would cost more than the small models train.
+``on_epoch(epoch, val_acc)`` runs after every epoch; whatever it raises (``optuna.TrialPruned``
+for the search) leaves ``train`` unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from affinity.data import DatasetSplits, TensorSplit
+from affinity.data.augment import random_crop, random_flip
+from affinity.device import resolve_device
+from affinity.errors import ConfigError, DataError
+from affinity.train._progress import progress_bar
+from affinity.train.config import TrainConfig
+from affinity.train.metrics import EpochRecord, TrainMetrics
+
+__all__ = ["check_fits", "evaluate", "lr_at", "param_groups", "train"]
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate before optimiser step ``step`` (0-based) of ``total``: warm-up, then cosine."""
+    warmup = int(total * cfg.warmup_fraction)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices and kernels only (not on norms, biases, scalars)."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, split: TensorSplit, *, batch_size: int = 1024, amp_dtype: torch.dtype | None = None
+) -> tuple[float, float]:
+    """Accuracy (fraction) and mean cross-entropy of ``model`` on ``split``, batched, no grad."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    n = len(split)
+    device = split.x.device
+    try:
+        for start in range(0, n, batch_size):
+            index = torch.arange(start, min(n, start + batch_size), device=device)
+            x, y = split.batch(index)
+            with _autocast(device, amp_dtype):
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y).sum())
+    finally:
+        model.train(was_training)
+    return correct / max(1, n), loss_sum / max(1, n)
+
+
+def train(
+    model: nn.Module,
+    data: DatasetSplits,
+    cfg: TrainConfig | None = None,
+    *,
+    on_epoch: Callable[[int, float], None] | None = None,
+    progress: bool = False,
+) -> TrainMetrics:
+    """Train ``model`` on ``data.train`` and measure it on ``data.val`` after every epoch.
+
+    Args:
+        model: a classifier taking (B, in_chans, img_size, img_size) and returning
+            (B, num_classes) logits; trained in place (moved to the device).
+        data: the in-memory splits (``affinity.data.load_dataset``).
+        cfg: budget and hyperparameters; the defaults when None.
+        on_epoch: called as ``on_epoch(epoch, val_acc)`` after every epoch (1-based); an
+            exception it raises propagates out of ``train`` unchanged.
+        progress: show a rich progress bar on stderr (only when stderr is a terminal).
+
+    Returns:
+        The metrics of the run.
+
+    Raises:
+        ConfigError: the device is unavailable or the model does not fit the data.
+        DataError: the train split is empty.
+    """
+    cfg = cfg or TrainConfig()
+    device = resolve_device(cfg.device)
+    n = len(data.train)
+    if n == 0 or len(data.val) == 0:
+        raise DataError(f"{data.name}: {n} train / {len(data.val)} val images; expected both non-empty")
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    amp_dtype: torch.dtype | None = None
+    if use_amp:
+        if device.type == "cuda":
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            amp_dtype = torch.bfloat16
+    batch_size = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch_size  # drop the ragged last batch (a batch of 1 breaks BatchNorm)
+    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+
+    start_time = time.perf_counter()
+    with _runtime(cfg, device):
+        train_split = data.train.to(device)
+        val_split = data.val.to(device)
+        model.to(device)
+        model.train()
+        check_fits(model, in_chans=data.in_chans, img_size=data.img_size, num_classes=data.num_classes)
+        optimizer = torch.optim.AdamW(
+            param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.999), fused=device.type == "cuda"
+        )
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # dropout / drop-path inside the model
+        history: list[EpochRecord] = []
+        step, best, loss_mean = 0, 0.0, float("nan")
+        val_acc, val_loss = 0.0, float("nan")
+        with progress_bar(progress, total_steps) as bar:
+            for epoch in range(1, epochs + 1):
+                order = torch.randperm(n, generator=gen).to(device)
+                loss_sum = torch.zeros((), device=device)
+                epoch_steps = 0
+                for i in range(steps_per_epoch):
+                    if step >= total_steps:
+                        break
+                    lr = lr_at(step, total_steps, cfg)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    x, y = train_split.batch(order[i * batch_size : (i + 1) * batch_size])
+                    if cfg.augment:
+                        x = random_crop(x, data.crop_pad, gen)
+                        if data.flip:
+                            x = random_flip(x, gen)
+                    with _autocast(device, amp_dtype):
+                        loss = criterion(model(x).float(), y)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.clip_grad:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    loss_sum += loss.detach()
+                    step += 1
+                    epoch_steps += 1
+                    bar(1, epoch, epochs, None)
+                loss_mean = float(loss_sum) / max(1, epoch_steps)
+                if not math.isfinite(loss_mean):
+                    raise ConfigError(
+                        f"lr={cfg.lr} is not allowed for this model: the train loss became {loss_mean} "
+                        f"in epoch {epoch} (lower the learning rate)"
+                    )
+                val_acc, val_loss = evaluate(
+                    model, val_split, batch_size=cfg.eval_batch_size, amp_dtype=amp_dtype
+                )
+                best = max(best, val_acc)
+                history.append(
+                    EpochRecord(
+                        epoch=epoch,
+                        train_loss=loss_mean,
+                        val_acc=val_acc,
+                        val_loss=val_loss,
+                        lr=optimizer.param_groups[0]["lr"],
+                        steps=step,
+                        wall_s=time.perf_counter() - start_time,
+                    )
+                )
+                bar(0, epoch, epochs, val_acc)
+                if on_epoch is not None:
+                    on_epoch(epoch, val_acc)
+    return TrainMetrics(
+        val_acc=val_acc,
+        best_val_acc=best,
+        val_loss=val_loss,
+        train_loss=loss_mean,
+        epochs_run=len(history),
+        steps=step,
+        wall_s=time.perf_counter() - start_time,
+        device=str(device),
+        history=history,
+    )
+
+
+def check_fits(model: nn.Module, *, in_chans: int, img_size: int, num_classes: int) -> None:
+    """One forward pass on two blank images; a model that cannot take them is a ConfigError.
+
+    Args:
+        model: the classifier (left in the mode it was in).
+        in_chans: input channels of the data.
+        img_size: square side of the data.
+        num_classes: classes the output must have.
+    """
+    param = next(model.parameters(), None)
+    x = torch.zeros(2, in_chans, img_size, img_size, device=param.device if param is not None else "cpu")
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(
+            f"img_size={img_size} (in_chans={in_chans}) is not allowed for this model: "
+            f"its forward pass failed ({str(exc).splitlines()[0]})"
+        ) from None
+    finally:
+        model.train(was)
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise ConfigError(
+            f"num_classes={num_classes} does not match the model's output shape {tuple(out.shape)}: "
+            f"build the model with num_classes={num_classes}"
+        )
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Thread count and deterministic algorithms for the run, restored afterwards."""
+    threads = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic and device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
