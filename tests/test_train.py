@@ -273,5 +273,5 @@ def test_cli_bad_inputs_are_one_line_exit_2(tmp_path: Path, small_yaml: Path, ca
     err = _exit_2([*train_cmd, "--img-size", "20"], capsys)
     assert "img_size=20 is not allowed" in err
     assert "unknown dataset 'mnist'" in _exit_2([*train_cmd, "--dataset", "mnist"], capsys)
-    assert "lr=-1.0" in _exit_2([*train_cmd, "--lr", "-1"], capsys)
+    assert "--lr: -1.0 is not allowed; allowed: a number > 0" in _exit_2([*train_cmd, "--lr", "-1"], capsys)
     assert not (tmp_path / "o").exists()  # nothing written on bad input

@@ -518,7 +518,8 @@ def load_model_config(path: str | Path) -> ModelCfg:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"model config {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
-    if isinstance(data, Mapping) and set(data) == {"model"}:
+    if isinstance(data, Mapping) and "model" in data:
+        # the keys beside ``model`` are run settings, read and checked by affinity.train.runfile
         data = data["model"]
     return ModelCfg.from_dict(data, "model")
 

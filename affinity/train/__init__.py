@@ -1,22 +1,45 @@
 """Training: ``train(model, data, TrainConfig(...))`` and the checkpoint format.
 
-The package splits on its seams: ``config`` (what to train with), ``loop`` (the trainer and
-evaluation), ``metrics`` (what a run returns), ``checkpoint`` (the file ``affinity train``
-writes). The public names are re-exported here; import them from ``affinity.train``.
+The package splits on its seams: ``config`` (the settings, each declared once with its
+default, rule and meaning), ``loop`` (the trainer and evaluation), ``metrics`` (what a run
+returns), ``checkpoint`` (the file ``affinity train`` writes). The public names are
+re-exported here and import their module on first use, so reading ``TrainConfig``'s
+declaration (``affinity train --help``) does not import torch.
 """
 
 from __future__ import annotations
 
-from affinity.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    Checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from affinity.train.config import TrainConfig
-from affinity.train.loop import check_fits, evaluate, lr_at, param_groups, train
-from affinity.train.metrics import EpochRecord, TrainMetrics
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from affinity.train.checkpoint import (
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_VERSION,
+        Checkpoint,
+        load_checkpoint,
+        save_checkpoint,
+    )
+    from affinity.train.config import TrainConfig
+    from affinity.train.loop import check_fits, evaluate, lr_at, param_groups, train
+    from affinity.train.metrics import EpochRecord, TrainMetrics
+
+#: public name -> the module defining it
+_HOME = {
+    "CHECKPOINT_FORMAT": "checkpoint",
+    "CHECKPOINT_VERSION": "checkpoint",
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "TrainConfig": "config",
+    "check_fits": "loop",
+    "evaluate": "loop",
+    "lr_at": "loop",
+    "param_groups": "loop",
+    "train": "loop",
+    "EpochRecord": "metrics",
+    "TrainMetrics": "metrics",
+}
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -33,3 +56,9 @@ __all__ = [
     "save_checkpoint",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'affinity.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"affinity.train.{_HOME[name]}"), name)
