@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "default_file_mode"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "check_writable", "default_file_mode"]
 
 
 def default_file_mode() -> int:
@@ -61,3 +61,25 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             fh.write(text)
 
     return atomic_write(path, write)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` and write and remove a probe file in it, so that a command finds an
+    output location it cannot write before it works rather than after.
+
+    Raises:
+        ConfigError: the folder cannot be created or written (a read-only file system, a file
+            in the way, no permission), naming the folder and the reason.
+    """
+    from affinity.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"{folder}: not writable ({reason}); allowed: a folder you can write") from None
+    return folder

@@ -7,7 +7,8 @@ meaning written once, in ``affinity.train.config``): a handful as flags, every f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -66,6 +67,11 @@ def _train_flags(func: F) -> F:
     default=None,
     help="Folder for metrics.json and checkpoint.pt (default: results/train/<model>).",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run interrupted (Ctrl-C) into --out; same final result as an uninterrupted run.",
+)
 @quiet_option
 def command(
     model: str,
@@ -73,6 +79,7 @@ def command(
     img_size: int | None,
     config_file: str | None,
     out: str | None,
+    resume: bool,
     quiet: bool,
     **flags: Any,
 ) -> None:
@@ -82,18 +89,19 @@ def command(
     from TrainConfig's defaults, then the run settings in CONFIG.yaml, then --config FILE,
     then the flags. Prints the final val accuracy, parameters and FLOPs (fvcore: one
     multiply-add counts as one FLOP), and writes metrics.json and checkpoint.pt to --out.
+    Ctrl-C finishes the current step, writes both marked interrupted and exits with 130;
+    the same command with --resume continues from there.
     """
-    import json
     from pathlib import Path
 
     import torch
 
-    from affinity._io import atomic_write_text
+    from affinity._io import check_writable
     from affinity.commands._options import show_progress
     from affinity.data import load_dataset
     from affinity.flops import count_flops, count_params
     from affinity.models import create_model
-    from affinity.train import TrainConfig, check_fits, save_checkpoint, train
+    from affinity.train import TrainConfig, check_fits, train
     from affinity.train.config import DATA_DEFAULTS, check_value
 
     model_cfg, settings = _model_and_settings(model, config_file)
@@ -104,27 +112,36 @@ def command(
     run = {**DATA_DEFAULTS, **settings}
     dataset, img_size = run.pop("dataset"), run.pop("img_size")
     cfg = TrainConfig(**run)
+    name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
+    out_dir = Path(out) if out else Path("results") / "train" / name
+    say = click.echo if not quiet else (lambda *a, **k: None)
     data = load_dataset(dataset, img_size=img_size, seed=cfg.seed)
     torch.manual_seed(cfg.seed)
     net = create_model(
         model_cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
     )
+    run_info = {
+        "model": model,
+        "dataset": dataset,
+        "img_size": data.img_size,
+        "model_cfg": model_cfg.to_dict(),
+    }
+    state = _resume_from(out_dir / "checkpoint.pt", net, run_info, cfg) if resume else None
+    if resume and state is None:
+        return
     check_fits(net, in_chans=data.in_chans, img_size=data.img_size, num_classes=data.num_classes)
     params = count_params(net)
     flops = count_flops(net, torch.zeros(1, data.in_chans, data.img_size, data.img_size)).total
-    say = click.echo if not quiet else (lambda *a, **k: None)
+    check_writable(out_dir)
     say(f"{data.summary()}; {params / 1e6:.3f}M params, {flops / 1e6:.2f}M FLOPs (multiply-adds)", err=True)
 
-    metrics = train(net, data, cfg, progress=show_progress(quiet))
+    with _stop_on_ctrl_c(say) as stop:
+        metrics = train(net, data, cfg, should_stop=stop, resume=state, progress=show_progress(quiet))
 
-    name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
-    out_dir = Path(out) if out else Path("results") / "train" / name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    where = f"at {data.in_chans}×{data.img_size}×{data.img_size}"
     record = {
-        "model": model,
-        "dataset": dataset,
+        **run_info,
         "num_classes": data.num_classes,
-        "img_size": data.img_size,
         "in_chans": data.in_chans,
         "params": params,
         "flops": flops,
@@ -132,24 +149,129 @@ def command(
         "train_config": cfg.to_dict(),
         "metrics": metrics.to_dict(),
     }
-    atomic_write_text(out_dir / "metrics.json", json.dumps(record, indent=2) + "\n")
-    ckpt = save_checkpoint(
-        out_dir / "checkpoint.pt",
-        net,
-        model_cfg.to_dict(),
-        metrics,
-        {"model": model, "dataset": dataset, "params": params, "flops": flops},
-        num_classes=data.num_classes,
-        img_size=data.img_size,
-        in_chans=data.in_chans,
-    )
-    click.echo(
-        f"{name} on {dataset}: val accuracy {metrics.val_acc:.2%} (best {metrics.best_val_acc:.2%}) "
-        f"after {metrics.epochs_run} epoch(s), {metrics.wall_s:.1f} s on {metrics.device}; "
-        f"params {params / 1e6:.3f}M; FLOPs {flops / 1e6:.2f}M multiply-adds "
-        f"at {data.in_chans}×{data.img_size}×{data.img_size}"
-    )
-    say(f"wrote {out_dir / 'metrics.json'} and {ckpt}", err=True)
+    if metrics.interrupted:
+        assert metrics.state is not None
+        click.echo(
+            f"{name} on {dataset}: interrupted at epoch {metrics.state.epoch}, step {metrics.steps} of "
+            f"{metrics.state.total_steps}: val accuracy {metrics.val_acc:.2%} there; {metrics.wall_s:.1f} s "
+            f"on {metrics.device}"
+        )
+    else:
+        click.echo(
+            f"{name} on {dataset}: val accuracy {metrics.val_acc:.2%} (best {metrics.best_val_acc:.2%}) "
+            f"after {metrics.epochs_run} epoch(s), {metrics.wall_s:.1f} s on {metrics.device}; "
+            f"params {params / 1e6:.3f}M; FLOPs {flops / 1e6:.2f}M multiply-adds {where}"
+        )
+    _write_results(out_dir, net, record, metrics)
+    if metrics.interrupted:
+        click.echo(
+            f"affinity: interrupted; wrote {out_dir / 'checkpoint.pt'} and metrics.json (marked "
+            "interrupted): run the same command with --resume to continue",
+            err=True,
+        )
+        raise click.exceptions.Exit(130)
+    say(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'checkpoint.pt'}", err=True)
+
+
+def _write_results(out_dir: Any, net: Any, record: dict[str, Any], metrics: Any) -> None:
+    """metrics.json and checkpoint.pt (with the state to resume from, when interrupted).
+
+    Raises:
+        ConfigError: a write failed (disk full, ...) after training: the metrics go to
+            stdout first, so the result is not lost.
+    """
+    import json
+
+    from affinity._io import atomic_write_text
+    from affinity.errors import ConfigError
+    from affinity.train import save_checkpoint
+
+    text = json.dumps(record, indent=2) + "\n"
+    try:
+        atomic_write_text(out_dir / "metrics.json", text)
+        save_checkpoint(
+            out_dir / "checkpoint.pt",
+            net,
+            record["model_cfg"],
+            metrics,
+            {k: record[k] for k in ("model", "dataset", "params", "flops", "train_config")},
+            num_classes=record["num_classes"],
+            img_size=record["img_size"],
+            in_chans=record["in_chans"],
+            state=metrics.state,
+        )
+    except OSError as exc:
+        click.echo(text, nl=False)
+        raise ConfigError(
+            f"{out_dir}: could not write the results ({exc.strerror or exc}); the metrics are printed above"
+        ) from None
+
+
+def _resume_from(path: Any, net: Any, run_info: dict[str, Any], cfg: Any) -> Any:
+    """The state of the run interrupted into ``path``, its weights loaded into ``net``; None
+    (after saying so) when that run had finished.
+
+    Raises:
+        ConfigError: no checkpoint there, or it was trained with other settings.
+    """
+    from affinity.errors import ConfigError
+    from affinity.train import load_checkpoint
+    from affinity.train.config import RUNTIME_KEYS
+
+    if not path.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {path} (Ctrl-C in affinity train writes one)")
+    ck = load_checkpoint(path)
+    if ck.train_state is None:
+        acc = (ck.metrics or {}).get("val_acc", float("nan"))
+        click.echo(
+            f"--resume: {path} holds a finished run (val accuracy {acc:.2%}); nothing to resume", err=True
+        )
+        return None
+    was = {**ck.extra, "img_size": ck.img_size, "model_cfg": ck.model_cfg}
+    diff = [
+        "the model config differs" if k == "model_cfg" else f"{k} {was.get(k)!r} -> {v!r}"
+        for k, v in run_info.items()
+        if k != "model" and was.get(k) != v
+    ]
+    now = cfg.to_dict()
+    stored = ck.extra.get("train_config", {})
+    diff += [
+        f"{k} {stored.get(k)!r} -> {now[k]!r}"
+        for k in now
+        if k not in RUNTIME_KEYS and stored.get(k) != now[k]
+    ]
+    if diff:
+        raise ConfigError(
+            f"--resume: {path} was trained with other settings ({'; '.join(diff)}); allowed: the "
+            "interrupted run's settings, or a run without --resume"
+        )
+    net.load_state_dict(ck.state_dict)
+    return ck.train_state
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(say: Callable[..., Any]) -> Iterator[Callable[[], bool]]:
+    """While training, the first Ctrl-C (SIGINT) asks the trainer to stop after the current
+    step; a second one stops at once (KeyboardInterrupt, nothing written)."""
+    import signal
+    import threading
+
+    asked: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(True)
+        say("affinity: stopping after this step to save a checkpoint (Ctrl-C again: stop at once)", err=True)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(asked)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _model_and_settings(model: str, config_file: str | None) -> tuple[Any, dict[str, Any]]:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from affinity._io import atomic_write
 from affinity.errors import ConfigError, DataError
 from affinity.train.metrics import TrainMetrics
+from affinity.train.state import TrainState
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -32,6 +33,8 @@ class Checkpoint:
         state_dict: the weights.
         metrics: the training metrics (``TrainMetrics.to_dict``), if any.
         extra: anything else the writer stored (dataset spec, train config, ...).
+        train_state: where an interrupted run stands (``affinity train --resume``); None
+            for a finished run.
     """
 
     model_cfg: dict[str, Any]
@@ -41,6 +44,7 @@ class Checkpoint:
     state_dict: dict[str, Tensor]
     metrics: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    train_state: TrainState | None = None
 
     def build_model(self) -> nn.Module:
         """The model rebuilt from ``model_cfg`` with the stored weights loaded (eval mode)."""
@@ -67,6 +71,7 @@ def save_checkpoint(
     num_classes: int | None = None,
     img_size: int | None = None,
     in_chans: int | None = None,
+    state: TrainState | None = None,
 ) -> Path:
     """Write ``model``'s weights with its config, input geometry and metrics to ``path``.
 
@@ -83,6 +88,7 @@ def save_checkpoint(
         num_classes: classifier outputs, unless ``model_cfg`` has them.
         img_size: input side, unless ``model_cfg`` has it.
         in_chans: input channels, unless ``model_cfg`` has them.
+        state: an interrupted run's state (``TrainMetrics.state``), to resume it from.
 
     Returns:
         The path written.
@@ -103,6 +109,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metrics": metrics,
         "extra": extra or {},
+        "train_state": None if state is None else state.to_dict(),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -136,4 +143,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state_dict=payload["state_dict"],
         metrics=payload.get("metrics"),
         extra=payload.get("extra", {}),
+        train_state=TrainState.from_dict(state) if (state := payload.get("train_state")) else None,
     )

@@ -13,10 +13,11 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from affinity.data import DatasetSplits, TensorSplit
 from affinity.data.augment import random_crop, random_flip
@@ -25,6 +26,7 @@ from affinity.errors import ConfigError, DataError
 from affinity.train._progress import progress_bar
 from affinity.train.config import TrainConfig
 from affinity.train.metrics import EpochRecord, TrainMetrics
+from affinity.train.state import TrainState, capture_rng, restore_rng
 
 __all__ = ["check_fits", "evaluate", "lr_at", "param_groups", "train"]
 
@@ -83,6 +85,9 @@ def train(
     cfg: TrainConfig | None = None,
     *,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: TrainState | None = None,
     progress: bool = False,
 ) -> TrainMetrics:
     """Train ``model`` on ``data.train`` and measure it on ``data.val`` after every epoch.
@@ -94,13 +99,21 @@ def train(
         cfg: budget and hyperparameters; the defaults when None.
         on_epoch: called as ``on_epoch(epoch, val_acc)`` after every epoch (1-based); an
             exception it raises propagates out of ``train`` unchanged.
+        on_step: called as ``on_step(step)`` after every optimiser step (1-based).
+        should_stop: asked after every step; when it says True the run stops there (the
+            current step finished) and returns metrics marked ``interrupted`` whose
+            ``state`` lets ``resume`` continue it.
+        resume: the state of an interrupted run of the same model, data and ``cfg``, whose
+            weights ``model`` already holds; the run continues from it and ends as the
+            uninterrupted run would (bit for bit on the CPU).
         progress: show a rich progress bar on stderr (only when stderr is a terminal).
 
     Returns:
         The metrics of the run.
 
     Raises:
-        ConfigError: the device is unavailable or the model does not fit the data.
+        ConfigError: the device is unavailable, the model does not fit the data, or
+            ``resume`` comes from a run with another budget.
         DataError: the train split is empty.
     """
     cfg = cfg or TrainConfig()
@@ -108,17 +121,16 @@ def train(
     n = len(data.train)
     if n == 0 or len(data.val) == 0:
         raise DataError(f"{data.name}: {n} train / {len(data.val)} val images; expected both non-empty")
-    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    amp_dtype: torch.dtype | None = None
-    if use_amp:
-        if device.type == "cuda":
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        else:
-            amp_dtype = torch.bfloat16
+    amp_dtype = _amp_dtype(cfg, device)
     batch_size = min(cfg.batch_size, n)
     steps_per_epoch = n // batch_size  # drop the ragged last batch (a batch of 1 breaks BatchNorm)
     total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
+    if resume is not None and resume.total_steps != total_steps:
+        raise ConfigError(
+            f"resume: the interrupted run had {resume.total_steps} steps in all, this one "
+            f"{total_steps}; allowed: the same budget, batch size and dataset"
+        )
 
     start_time = time.perf_counter()
     with _runtime(cfg, device):
@@ -132,17 +144,54 @@ def train(
         )
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)  # dropout / drop-path inside the model
-        history: list[EpochRecord] = []
-        step, best, loss_mean = 0, 0.0, float("nan")
-        val_acc, val_loss = 0.0, float("nan")
+        gen = torch.Generator()
+        state = resume or _fresh_state(total_steps)
+        if resume is None:
+            gen.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed)  # dropout / drop-path inside the model
+        else:
+            optimizer.load_state_dict(resume.optimizer)
+            scaler.load_state_dict(resume.scaler)
+            restore_rng(gen, resume.rng)
+        history = [EpochRecord(**h) for h in state.history]
+        step, best, loss_mean = state.step, state.best, float("nan")
+        elapsed = state.elapsed_s
+
+        def stop_here(epoch: int, batch: int, order: Tensor | None, loss_sum: Tensor) -> TrainMetrics:
+            snapshot = TrainState(
+                epoch=epoch,
+                batch=batch,
+                step=step,
+                total_steps=total_steps,
+                order=None if order is None else order.cpu(),
+                loss_sum=loss_sum.detach().cpu(),
+                best=best,
+                history=[asdict(h) for h in history],
+                elapsed_s=elapsed + time.perf_counter() - start_time,
+                optimizer=optimizer.state_dict(),
+                scaler=scaler.state_dict(),
+                rng=capture_rng(gen),
+            )
+            val_acc, val_loss = evaluate(
+                model, val_split, batch_size=cfg.eval_batch_size, amp_dtype=amp_dtype
+            )
+            train_loss = float(loss_sum) / batch if batch else loss_mean
+            return _metrics(
+                val_acc, val_loss, train_loss, best, history, step, snapshot.elapsed_s, device, snapshot
+            )
+
         with progress_bar(progress, total_steps) as bar:
-            for epoch in range(1, epochs + 1):
-                order = torch.randperm(n, generator=gen).to(device)
-                loss_sum = torch.zeros((), device=device)
-                epoch_steps = 0
-                for i in range(steps_per_epoch):
+            bar(step, state.epoch, epochs, history[-1].val_acc if history else None)
+            for epoch in range(state.epoch, epochs + 1):
+                first = state.batch if epoch == state.epoch else 0
+                if first and state.order is not None:
+                    order = state.order.to(device)
+                    loss_sum = state.loss_sum.to(device)
+                else:
+                    order = torch.randperm(n, generator=gen).to(device)
+                    loss_sum = torch.zeros((), device=device)
+                epoch_steps = first
+                for i in range(first, steps_per_epoch):
                     if step >= total_steps:
                         break
                     lr = lr_at(step, total_steps, cfg)
@@ -166,6 +215,11 @@ def train(
                     step += 1
                     epoch_steps += 1
                     bar(1, epoch, epochs, None)
+                    if on_step is not None:
+                        on_step(step)
+                    mid_epoch = i + 1 < steps_per_epoch and step < total_steps
+                    if mid_epoch and should_stop is not None and should_stop():
+                        return stop_here(epoch, i + 1, order, loss_sum)
                 loss_mean = float(loss_sum) / max(1, epoch_steps)
                 if not math.isfinite(loss_mean):
                     raise ConfigError(
@@ -184,23 +238,70 @@ def train(
                         val_loss=val_loss,
                         lr=optimizer.param_groups[0]["lr"],
                         steps=step,
-                        wall_s=time.perf_counter() - start_time,
+                        wall_s=elapsed + time.perf_counter() - start_time,
                     )
                 )
                 bar(0, epoch, epochs, val_acc)
                 if on_epoch is not None:
                     on_epoch(epoch, val_acc)
+                if epoch < epochs and should_stop is not None and should_stop():
+                    return stop_here(epoch + 1, 0, None, torch.zeros(()))
+    last = history[-1]
+    wall_s = elapsed + time.perf_counter() - start_time
+    return _metrics(last.val_acc, last.val_loss, last.train_loss, best, history, step, wall_s, device, None)
+
+
+def _metrics(
+    val_acc: float,
+    val_loss: float,
+    train_loss: float,
+    best: float,
+    history: list[EpochRecord],
+    step: int,
+    wall_s: float,
+    device: torch.device,
+    state: TrainState | None,
+) -> TrainMetrics:
     return TrainMetrics(
         val_acc=val_acc,
         best_val_acc=best,
         val_loss=val_loss,
-        train_loss=loss_mean,
+        train_loss=train_loss,
         epochs_run=len(history),
         steps=step,
-        wall_s=time.perf_counter() - start_time,
+        wall_s=wall_s,
         device=str(device),
         history=history,
+        interrupted=state is not None,
+        state=state,
     )
+
+
+def _fresh_state(total_steps: int) -> TrainState:
+    """Where a new run starts: epoch 1, nothing trained."""
+    return TrainState(
+        epoch=1,
+        batch=0,
+        step=0,
+        total_steps=total_steps,
+        order=None,
+        loss_sum=torch.zeros(()),
+        best=0.0,
+        history=[],
+        elapsed_s=0.0,
+        optimizer={},
+        scaler={},
+    )
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bfloat16 (float16 on a GPU without it) when mixed precision is on, else None."""
+    use_amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    if not use_amp:
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
 
 
 def check_fits(model: nn.Module, *, in_chans: int, img_size: int, num_classes: int) -> None:

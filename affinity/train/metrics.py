@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from affinity.train.state import TrainState
 
 __all__ = ["EpochRecord", "TrainMetrics"]
 
@@ -35,6 +38,10 @@ class TrainMetrics:
         wall_s: seconds spent in ``train`` (evaluation included).
         device: where it ran.
         history: one record per epoch.
+        interrupted: the run was stopped before its budget was spent (``should_stop``); the
+            figures are those at the stop (val accuracy measured there).
+        state: where an interrupted run stands, for ``train(..., resume=state)`` (not part
+            of ``to_dict``).
     """
 
     val_acc: float
@@ -46,10 +53,13 @@ class TrainMetrics:
     wall_s: float
     device: str
     history: list[EpochRecord] = field(default_factory=list)
+    interrupted: bool = False
+    state: TrainState | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (history as a list of dicts)."""
-        return asdict(self)
+        """Plain JSON-ready dict (history as a list of dicts; without ``state``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
+        return {**out, "history": [asdict(h) for h in self.history]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainMetrics:
