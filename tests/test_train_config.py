@@ -141,3 +141,49 @@ def test_run_config_round_trip(tmp_path: Path, tiny_cfg) -> None:
     with pytest.raises(ConfigError, match=r"settings\.device: unknown key"):
         save_run_config(tiny_cfg, {"device": "cpu"}, tmp_path / "x.yaml")
     assert not (tmp_path / "x.yaml").exists()
+
+
+# -- the search space's budget: the same declaration ------------------------------------------
+
+
+def test_space_budget_takes_every_budget_field_with_trainconfigs_rules() -> None:
+    from affinity.errors import SpaceError
+    from affinity.search.settings import TRIAL_DEFAULTS, Settings, parse_settings, with_overrides
+
+    budget = {k: v for k, v in OTHER.items() if k in BUDGET_KEYS}
+    settings = parse_settings({"seed": 7, "budget": budget})
+    assert settings.budget == TrainConfig(**budget, seed=7) and settings.seed == 7
+    # the one place the search's defaults differ from TrainConfig's
+    plain = Settings()
+    assert plain.img_size == TRIAL_DEFAULTS["img_size"]
+    assert {k: getattr(plain.budget, k) for k in ("epochs", "batch_size")} == {"epochs": 2, "batch_size": 64}
+    differ = {
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(plain.budget, f.name) != getattr(TrainConfig(), f.name)
+    }
+    assert differ == set(TRIAL_DEFAULTS) - {"img_size"}
+    assert set(plain.training()) == {"dataset", "img_size", "seed", *BUDGET_KEYS}
+    for key, value in [("clip_grad", -1), ("warmup_fraction", 1.0), ("amp", "on"), ("max_steps", 0)]:
+        with pytest.raises(
+            SpaceError, match=rf"^budget\.{key}: .* is not allowed; allowed: {rule(key).allowed[:10]}"
+        ):
+            parse_settings({"budget": {key: value}})
+    with pytest.raises(SpaceError, match=r"budget\.threads: unknown key"):
+        parse_settings({"budget": {"threads": 2}})
+    over = with_overrides(plain, epochs=5, lr=1, seed=3)
+    assert (over.budget.epochs, over.budget.lr, over.seed, over.budget.batch_size) == (5, 1.0, 3, 64)
+
+
+def test_a_study_recorded_before_a_budget_key_existed_resumes(tmp_path: Path) -> None:
+    import optuna
+
+    from affinity.search.space import load_space, resolve_space_path
+    from affinity.search.study import create_or_resume
+
+    space = load_space(resolve_space_path("tiny.yaml"))
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    old = {k: v for k, v in space.settings.training().items() if k != "min_lr_ratio"}
+    study = optuna.create_study(study_name="old", storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("affinity", {"objective": "pareto", "training": old, "space": space.name})
+    assert create_or_resume("old", storage, space, space.settings).study_name == "old"

@@ -26,6 +26,36 @@ format_option = click.option(
 )
 
 
+def train_options(*names: str, default: str | None = None) -> Callable[[F], F]:
+    """One option per TrainConfig field in ``names``, typed, described and defaulted by its
+    declaration (``affinity.train.config``).
+
+    The options default to None (not given), so that a value from a file is overridden only
+    by a flag the user typed.
+
+    Args:
+        names: the fields, in the order the help lists them.
+        default: what the help says the default is; None: TrainConfig's own default.
+    """
+
+    def decorate(func: F) -> F:
+        from affinity.train.config import TrainConfig, meaning, rule
+
+        defaults = TrainConfig()
+        for name in reversed(names):
+            spec = rule(name)
+            shown = default if default is not None else getattr(defaults, name)
+            func = click.option(
+                f"--{name.replace('_', '-')}",
+                type=spec.kind if spec.kind in (int, float) else str,
+                default=None,
+                help=f"{meaning(name)}  [default: {shown}]",
+            )(func)
+        return func
+
+    return decorate
+
+
 def resolve_device(device: str) -> str:
     """The ``--device`` value as a device string (``auto`` resolved); see ``affinity.device``."""
     from affinity.device import resolve_device as resolve

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from affinity.commands._options import device_option, quiet_option
+from affinity.commands._options import device_option, quiet_option, train_options
 
 
 @click.command("search")
@@ -35,11 +35,7 @@ from affinity.commands._options import device_option, quiet_option
 @click.option("--max-params", type=float, default=None, help="Over this many million parameters, likewise.")
 @click.option("--dataset", default=None, help="Dataset spec (digits, synthetic, npz:PATH, ...).")
 @click.option("--img-size", type=int, default=None)
-@click.option("--epochs", type=int, default=None)
-@click.option("--max-steps", type=int, default=None, help="Step budget per trial instead of epochs.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--seed", type=int, default=None)
+@train_options("epochs", "max_steps", "batch_size", "lr", "seed", default="the space file's")
 @click.option(
     "--threads",
     type=int,

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from affinity.commands._options import quiet_option
-
-F = TypeVar("F", bound=Callable[..., Any])
+from affinity.commands._options import quiet_option, train_options
 
 #: the TrainConfig fields offered as flags; every other one is set with --config FILE.yaml
 FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
-
-
-def _train_flags(func: F) -> F:
-    """One option per field of ``FLAGS``, typed, described and defaulted by its declaration.
-
-    The options default to None (not given) so that a value from a file is overridden only
-    by a flag the user typed; the help shows the declared default.
-    """
-    from affinity.train.config import TrainConfig, meaning, rule
-
-    defaults = TrainConfig()
-    for name in reversed(FLAGS):
-        spec = rule(name)
-        func = click.option(
-            f"--{name.replace('_', '-')}",
-            type=spec.kind if spec.kind in (int, float) else str,
-            default=None,
-            help=f"{meaning(name)}  [default: {getattr(defaults, name)}]",
-        )(func)
-    return func
 
 
 @click.command("train", short_help="Train a model on a dataset and write its metrics.")
@@ -52,7 +30,7 @@ def _train_flags(func: F) -> F:
 @click.option(
     "--img-size", type=int, default=None, help="Image side (default: the dataset's own, 32 for digits)."
 )
-@_train_flags
+@train_options(*FLAGS)
 @click.option(
     "--config",
     "config_file",

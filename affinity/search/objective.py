@@ -8,6 +8,7 @@ leaderboard can show it: ``status`` (see ``affinity.search.study.STATUSES``), ``
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -106,8 +107,8 @@ def evaluate(
 
     from affinity.flops import count_flops, count_params
     from affinity.models import create_model
-    from affinity.search.space import BUDGET_KEYS, config_hash
-    from affinity.train import TrainConfig, train
+    from affinity.search.space import config_hash
+    from affinity.train import train
 
     try:
         cfg = space.sample(trial, img_size=data.img_size)
@@ -155,7 +156,7 @@ def evaluate(
         epoch_acc.append(float(acc))
         trial.set_user_attr("epoch_acc", epoch_acc)
         if on_epoch is not None:
-            on_epoch(epoch, settings.epochs, acc)
+            on_epoch(epoch, settings.budget.epochs, acc)
         if single:
             trial.report(float(acc), epoch)
             if trial.should_prune():
@@ -164,12 +165,7 @@ def evaluate(
                 trial.set_user_attr("reason", f"pruned after epoch {epoch} at val accuracy {acc:.4f}")
                 raise optuna.TrialPruned()
 
-    train_cfg = TrainConfig(
-        **{key: getattr(settings, key) for key in BUDGET_KEYS},
-        seed=settings.seed,
-        device=device,
-        threads=threads,
-    )
+    train_cfg = dataclasses.replace(settings.budget, device=device, threads=threads)
     try:
         metrics = train(model, data, train_cfg, on_epoch=after_epoch, progress=False)
     except AffinityError as exc:

@@ -3,25 +3,28 @@ constraints), their rules, and command-line overrides.
 
 The YAML sets them at the top level (``dataset``, ``img_size``, ``seed``) and in the
 ``budget``, ``search`` and ``constraints`` sections; ``with_overrides`` applies the command
-line's values under the same rules.
+line's values under the same rules. The data and budget settings are ``TrainConfig``'s
+(``affinity.train.config``: one declaration of each setting's default, rule and meaning);
+``TRIAL_DEFAULTS`` is the one place where the search's defaults differ from it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from affinity.errors import SpaceError, is_int
+from affinity.errors import SpaceError
 from affinity.search._messages import mapping, show, unknown_key
+from affinity.train.config import BUDGET_KEYS, Rule, TrainConfig, integer, number, rule
 
 __all__ = [
     "BUDGET_KEYS",
     "OBJECTIVES",
     "PRUNERS",
     "SAMPLERS",
+    "TRIAL_DEFAULTS",
     "Settings",
     "check_setting",
     "parse_settings",
@@ -32,6 +35,15 @@ SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc")
 OBJECTIVES = ("pareto", "accuracy")
 PRUNERS = ("median", "hyperband", "none")
 
+#: A search trains many models briefly, so each trial's defaults are smaller than
+#: ``affinity train``'s (TrainConfig's): 16×16 images, 2 epochs of batch 64. Every other
+#: default and every rule is TrainConfig's.
+TRIAL_DEFAULTS: dict[str, Any] = {"img_size": 16, "epochs": 2, "batch_size": 64}
+
+
+def _trial_budget() -> TrainConfig:
+    return TrainConfig(**{k: v for k, v in TRIAL_DEFAULTS.items() if k in BUDGET_KEYS})
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -39,19 +51,19 @@ class Settings:
 
     The YAML sets them (``dataset``, ``img_size``, ``seed``, ``budget``, ``search``,
     ``constraints``) and the command line overrides any of them.
+
+    Attributes:
+        dataset: the dataset spec every trial trains on.
+        img_size: the image side.
+        budget: how each trial trains (``seed`` included; ``device`` and ``threads`` are
+            the worker's, from its command line).
+        n_trials, sampler, objective, pruner, n_jobs: the study.
+        max_gflops, max_params: constraints checked before training.
     """
 
     dataset: str = "digits"
-    img_size: int = 16
-    seed: int = 0
-    epochs: int = 2
-    max_steps: int | None = None
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    label_smoothing: float = 0.1
-    augment: bool = True
+    img_size: int = TRIAL_DEFAULTS["img_size"]
+    budget: TrainConfig = field(default_factory=_trial_budget)
     n_trials: int = 20
     sampler: str = "tpe"
     objective: str = "pareto"
@@ -60,25 +72,26 @@ class Settings:
     max_gflops: float | None = None
     max_params: float | None = None
 
-    #: the settings that change what a trial's accuracy means (a resumed study keeps them)
-    TRAINING = ("dataset", "img_size", "seed", "epochs", "max_steps", "batch_size", "lr",
-                "weight_decay", "warmup_fraction", "label_smoothing", "augment")  # fmt: skip
+    @property
+    def seed(self) -> int:
+        """The study's seed (``budget.seed``): the split, every trial's training, the sampler."""
+        return self.budget.seed
 
     def training(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.TRAINING}
+        """The settings that change what a trial's accuracy means (a resumed study keeps
+        them), flat: the data, the seed and the budget (what ``save_run_config`` takes)."""
+        budget = {k: getattr(self.budget, k) for k in BUDGET_KEYS}
+        return {"dataset": self.dataset, "img_size": self.img_size, "seed": self.seed, **budget}
 
 
 #: the top-level settings of a space file
 TOP_KEYS = ("dataset", "img_size", "seed")
-#: the keys each section of a space file takes (the budget ones are TrainConfig's fields)
+#: the keys each section of a space file takes (the budget's are TrainConfig's fields)
 SECTION_KEYS = {
-    "budget": ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_fraction",
-               "label_smoothing", "augment"),
+    "budget": BUDGET_KEYS,
     "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs"),
     "constraints": ("max_gflops", "max_params"),
-}  # fmt: skip
-#: the training-budget settings, passed to TrainConfig as they are
-BUDGET_KEYS = SECTION_KEYS["budget"]
+}
 #: setting -> its key path in the file
 _SETTING_PATHS = {
     **{k: k for k in TOP_KEYS},
@@ -86,44 +99,39 @@ _SETTING_PATHS = {
 }
 
 
-def is_positive(v: Any) -> bool:
-    """A finite number > 0 (not a bool)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+#: a finite number > 0, not a bool (the dry check's test of a ratio too)
+is_positive = number(0, open_low=True)
 
 
-_SETTING_RULES: dict[str, tuple[Any, str]] = {
-    "dataset": (
-        lambda v: isinstance(v, str) and v.strip() != "",
-        "a dataset spec such as digits or npz:PATH",
-    ),
-    "img_size": (lambda v: is_int(v, 4) and v <= 1024, "an integer from 4 to 1024"),
-    "seed": (lambda v: is_int(v, 0), "an integer >= 0"),
-    "epochs": (lambda v: is_int(v, 1), "an integer >= 1"),
-    "max_steps": (lambda v: v is None or is_int(v, 1), "null or an integer >= 1"),
-    "batch_size": (lambda v: is_int(v, 1), "an integer >= 1"),
-    "lr": (is_positive, "a number > 0"),
-    "weight_decay": (lambda v: is_positive(v) or v == 0, "a number >= 0"),
-    "warmup_fraction": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
-    "label_smoothing": (lambda v: isinstance(v, (int, float)) and 0 <= v < 1, "a number in [0, 1)"),
-    "augment": (lambda v: isinstance(v, bool), "true or false"),
-    "n_trials": (lambda v: is_int(v, 1), "an integer >= 1 (the total number of trials in the study)"),
-    "sampler": (lambda v: v in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
-    "objective": (lambda v: v in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
-    "pruner": (lambda v: v in PRUNERS, f"one of {', '.join(PRUNERS)}"),
-    "n_jobs": (lambda v: is_int(v, 1), "an integer >= 1"),
-    "max_gflops": (lambda v: v is None or is_positive(v), "null or a number > 0 (GFLOPs, fvcore)"),
-    "max_params": (lambda v: v is None or is_positive(v), "null or a number > 0 (millions of parameters)"),
+def _one_of(names: tuple[str, ...]) -> Rule:
+    return Rule(lambda v: v in names, f"one of {', '.join(names)}")
+
+
+#: the rules of the study and constraint settings (data and budget: TrainConfig's)
+_SEARCH_RULES: dict[str, Rule] = {
+    "n_trials": integer(1),
+    "sampler": _one_of(SAMPLERS),
+    "objective": _one_of(OBJECTIVES),
+    "pruner": _one_of(PRUNERS),
+    "n_jobs": integer(1),
+    "max_gflops": number(0, open_low=True, optional=True),
+    "max_params": number(0, open_low=True, optional=True),
+}
+_UNITS = {
+    "n_trials": " (the total number of trials in the study)",
+    "max_gflops": " (GFLOPs, fvcore)",
+    "max_params": " (millions of parameters)",
 }
 
 
 def check_setting(key: str, value: Any, where: str | None = None) -> Any:
-    """Validate one setting; ``where`` names it in the message (key path or CLI option)."""
-    ok, allowed = _SETTING_RULES[key]
-    if not ok(value):
+    """Validate one setting, converted to its kind; ``where`` names it in the message (key
+    path or CLI option)."""
+    spec = _SEARCH_RULES[key] if key in _SEARCH_RULES else rule(key)
+    if not spec(value):
+        allowed = spec.allowed + _UNITS.get(key, "")
         raise SpaceError(f"{where or _SETTING_PATHS[key]}: {show(value)} is not allowed; allowed: {allowed}")
-    if key in ("lr", "weight_decay", "warmup_fraction", "label_smoothing", "max_gflops", "max_params"):
-        return None if value is None else float(value)
-    return value
+    return spec.convert(value)
 
 
 def parse_settings(doc: Mapping[str, Any]) -> Settings:
@@ -140,7 +148,7 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
             if key not in keys:
                 raise unknown_key(key, section, keys)
             values[key] = check_setting(key, body[key])
-    return Settings(**values)
+    return _settings(Settings(), values)
 
 
 def with_overrides(settings: Settings, **changes: Any) -> Settings:
@@ -150,4 +158,11 @@ def with_overrides(settings: Settings, **changes: Any) -> Settings:
         if value is None:
             continue
         values[key] = check_setting(key, value, f"--{key.replace('_', '-')}")
-    return dataclasses.replace(settings, **values)
+    return _settings(settings, values)
+
+
+def _settings(settings: Settings, values: Mapping[str, Any]) -> Settings:
+    """``settings`` with checked ``values`` (flat: budget keys and the seed go to ``budget``)."""
+    budget = {k: v for k, v in values.items() if k in BUDGET_KEYS or k == "seed"}
+    rest = {k: v for k, v in values.items() if k not in budget}
+    return dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **budget), **rest)

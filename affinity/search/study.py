@@ -136,6 +136,8 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
             )
         stored = study.user_attrs.get("affinity", {}).get("training")
         if stored is not None:
+            # a study recorded before a budget key existed ran with that key's default
+            stored = {**type(settings)().training(), **stored}
             diff = [
                 f"{k}: {stored.get(k)!r} -> {v!r}"
                 for k, v in settings.training().items()
@@ -225,7 +227,7 @@ def make_pruner(settings: Settings) -> Any:
     if settings.objective != "accuracy" or settings.pruner == "none":
         return optuna.pruners.NopPruner()
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, settings.epochs))
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, settings.budget.epochs))
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
 
 
