@@ -86,6 +86,7 @@ def evaluate(
     device: str,
     threads: int,
     on_epoch: Callable[[int, int, float], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Run one trial; the result is returned, not told (the caller tells the study).
 
@@ -98,6 +99,8 @@ def evaluate(
         device: ``cpu`` or ``cuda``.
         threads: torch CPU threads for training and for the latency.
         on_epoch: ``(epoch, epochs, val_acc)`` after each epoch (for the live display).
+        on_phase: called with ``sample``, ``build``, ``flops``, ``train`` (after each epoch,
+            inside the training loop) and ``eval`` as each phase runs (tests interrupt there).
 
     Raises:
         optuna.TrialPruned: the pruner stopped it (the caller records it as PRUNED).
@@ -110,6 +113,11 @@ def evaluate(
     from affinity.search.space import config_hash
     from affinity.train import train
 
+    def phase(name: str) -> None:
+        if on_phase is not None:
+            on_phase(name)
+
+    phase("sample")
     try:
         cfg = space.sample(trial, img_size=data.img_size)
     except AffinityError as exc:
@@ -126,6 +134,7 @@ def evaluate(
         values = list(earlier.values) if earlier.values is not None else None
         return Outcome(earlier.state.name, values, copied)
 
+    phase("build")
     try:
         model = create_model(
             cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
@@ -133,6 +142,7 @@ def evaluate(
     except AffinityError as exc:
         return Outcome("FAIL", attrs={"status": "rejected", "reason": f"build: {exc}"})
     x = torch.zeros(1, data.in_chans, data.img_size, data.img_size)
+    phase("flops")
     try:
         gflops = count_flops(model, x).total / 1e9
     except AffinityError as exc:
@@ -157,6 +167,7 @@ def evaluate(
         trial.set_user_attr("epoch_acc", epoch_acc)
         if on_epoch is not None:
             on_epoch(epoch, settings.budget.epochs, acc)
+        phase("train")
         if single:
             trial.report(float(acc), epoch)
             if trial.should_prune():
@@ -171,6 +182,7 @@ def evaluate(
     except AffinityError as exc:
         return Outcome("FAIL", attrs={**attrs, "status": "rejected", "reason": f"train: {exc}"})
     acc = float(metrics.val_acc)
+    phase("eval")
     attrs.update(
         val_acc=acc,
         epoch_acc=epoch_acc,

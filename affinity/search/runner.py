@@ -14,15 +14,16 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity.errors import AffinityError
+from affinity.search._interrupts import Interrupts
+from affinity.search.objective import Outcome
 
 if TYPE_CHECKING:
     import optuna
@@ -98,30 +99,66 @@ def _open(spec: RunSpec) -> optuna.Study:
     return optuna.load_study(study_name=spec.study, storage=storage)
 
 
-@contextlib.contextmanager
-def _no_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C while the storage is written (a journal line is never cut in half);
-    a Ctrl-C that arrived meanwhile is raised right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[Any] = []
-    previous = signal.signal(signal.SIGINT, lambda sig, frame: caught.append(sig))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+#: the phases of a trial, in order, as ``on_phase`` names them (tests interrupt at each)
+PHASES = ("ask", "sample", "build", "flops", "train", "eval", "tell", "leaderboard")
+INTERRUPTED = Outcome("FAIL", None, {"status": "interrupted", "reason": "interrupted (Ctrl-C)"})
+#: ``on_phase(phase, trial_number)``: called as each phase of a trial starts
+PhaseHook = Callable[[str, int], None]
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, state: str, values: Any, attrs: dict[str, Any]) -> None:
+def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | None:
+    """Under the machine's lock: reap dead workers' trials, then a new trial, or None when
+    the study holds ``spec.target`` trials (finished + running)."""
+    from affinity.search.study import HOST, counted, file_lock, reap_stale
+
+    with file_lock(spec.lock):
+        reap_stale(study)
+        done, running = counted(study.get_trials(deepcopy=False))
+        if done + running >= spec.target:
+            return None
+        trial = study.ask()
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("worker", worker)
+    return trial
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     from optuna.trial import TrialState
 
-    with _no_interrupt():
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        study.tell(trial, values=values if state == "COMPLETE" else None, state=TrialState[state])
+    for key, value in outcome.attrs.items():
+        trial.set_user_attr(key, value)
+    values = outcome.values if outcome.state == "COMPLETE" else None
+    study.tell(trial, values=values, state=TrialState[outcome.state])
+
+
+def _run_trial(
+    trial: optuna.Trial,
+    study: optuna.Study,
+    spec: RunSpec,
+    data: Any,
+    on_epoch: Callable[[int, int, float], None] | None,
+    on_phase: Callable[[str], None] | None,
+) -> tuple[Outcome, BaseException | None]:
+    """Evaluate the trial; every ending but Ctrl-C becomes an Outcome (a bug's exception is
+    returned beside it, to be raised once the trial is told)."""
+    import optuna
+
+    from affinity.search.objective import evaluate
+
+    try:
+        outcome = evaluate(
+            trial, study, spec.space, spec.settings, data,
+            device=spec.device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase,
+        )  # fmt: skip
+    except optuna.TrialPruned:
+        last = trial.user_attrs.get("epoch_acc") or [None]
+        return Outcome("PRUNED", None, {"status": "pruned", "val_acc": last[-1]}), None
+    except AffinityError as exc:
+        return Outcome("FAIL", None, {"status": "rejected", "reason": str(exc)}), None
+    except Exception as exc:  # a bug: recorded so the leaderboard shows it, then raised
+        return Outcome("FAIL", None, {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}), exc
+    return outcome, None
 
 
 def worker_loop(
@@ -131,15 +168,20 @@ def worker_loop(
     on_trial: Callable[[optuna.Study], None] | None = None,
     on_epoch: Callable[[int, int, int, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    on_phase: PhaseHook | None = None,
 ) -> int:
     """Ask, evaluate and tell until the study holds ``spec.target`` trials; returns how many
-    trials this worker ran."""
+    trials this worker ran.
+
+    Ctrl-C (``KeyboardInterrupt``) at any point leaves no trial RUNNING: a trial asked and
+    not told is recorded FAIL/interrupted and its configuration queued to run again; then
+    the interrupt is raised.
+    """
     import optuna
     import torch
 
     from affinity.data import load_dataset
-    from affinity.search.objective import evaluate
-    from affinity.search.study import HOST, counted, make_pruner, make_sampler, reap_stale
+    from affinity.search.study import make_pruner, make_sampler, requeue
 
     _quiet_optuna()
     torch.set_num_threads(spec.threads)
@@ -147,57 +189,58 @@ def worker_loop(
     data = load_dataset(s.dataset, img_size=s.img_size, seed=s.seed)
     base = _open(spec)
     existing = len(base.get_trials(deepcopy=False))
-    n_obj = len(base.directions)
     # a resumed or parallel run must not replay the same proposals: mix in the trial count
-    sampler = make_sampler(
-        s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker, n_objectives=n_obj
-    )
+    sampler = make_sampler(s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker)
     study = optuna.load_study(
         study_name=spec.study, storage=base._storage, sampler=sampler, pruner=make_pruner(s)
     )
     ran = 0
-    from affinity.search.study import file_lock
+    with Interrupts() as interrupts:
+        while True:
+            trial: optuna.Trial | None = None
+            told = False
+            try:
+                with interrupts.held():
+                    trial = _ask(study, spec, worker)
+                    if trial is not None and on_phase is not None:
+                        on_phase("ask", trial.number)
+                if trial is None:
+                    break
+                number = trial.number
+                if on_start is not None:
+                    on_start(number)
+                epoch_cb = None
+                if on_epoch is not None:
 
-    while True:
-        with _no_interrupt(), file_lock(spec.lock):
-            reap_stale(study)
-            done, running = counted(study.get_trials(deepcopy=False))
-            if done + running >= spec.target:
-                break
-            trial = study.ask()
-            trial.set_user_attr("host", HOST)
-            trial.set_user_attr("pid", os.getpid())
-            trial.set_user_attr("worker", worker)
-        if on_start is not None:
-            on_start(trial.number)
-        epoch_cb = None
-        if on_epoch is not None:
-            number = trial.number
+                    def epoch_cb(epoch: int, epochs: int, acc: float, _n: int = number) -> None:
+                        on_epoch(_n, epoch, epochs, acc)
 
-            def epoch_cb(epoch: int, epochs: int, acc: float, _n: int = number) -> None:
-                on_epoch(_n, epoch, epochs, acc)
+                phase_cb = None
+                if on_phase is not None:
 
-        try:
-            outcome = evaluate(
-                trial, study, spec.space, s, data, device=spec.device, threads=spec.threads, on_epoch=epoch_cb
-            )
-        except optuna.TrialPruned:
-            last = trial.user_attrs.get("epoch_acc") or [None]
-            _tell(study, trial, "PRUNED", None, {"status": "pruned", "val_acc": last[-1]})
-        except KeyboardInterrupt:
-            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C still records it
-                _tell(study, trial, "FAIL", None, {"status": "interrupted", "reason": "interrupted (Ctrl-C)"})
-            raise
-        except AffinityError as exc:
-            _tell(study, trial, "FAIL", None, {"status": "rejected", "reason": str(exc)})
-        except Exception as exc:  # a bug: recorded so the leaderboard shows it, then raised
-            _tell(study, trial, "FAIL", None, {"status": "error", "reason": f"{type(exc).__name__}: {exc}"})
-            raise
-        else:
-            _tell(study, trial, outcome.state, outcome.values, outcome.attrs)
-        ran += 1
-        if on_trial is not None:
-            on_trial(study)
+                    def phase_cb(phase: str, _n: int = number) -> None:
+                        on_phase(phase, _n)
+
+                outcome, bug = _run_trial(trial, study, spec, data, epoch_cb, phase_cb)
+                with interrupts.held():
+                    if on_phase is not None:
+                        on_phase("tell", number)
+                    _tell(study, trial, outcome)
+                    told = True
+                if bug is not None:
+                    raise bug
+            except KeyboardInterrupt:
+                if trial is not None and not told:
+                    with interrupts.held():
+                        _tell(study, trial, INTERRUPTED)
+                        requeue(study, trial.number)
+                raise
+            ran += 1
+            if on_phase is not None:
+                on_phase("leaderboard", number)
+            if on_trial is not None:
+                on_trial(study)
+            interrupts.raise_pending()
     return ran
 
 
@@ -275,12 +318,16 @@ def _hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
-def run_search(spec: RunSpec, *, n_jobs: int, progress: bool) -> tuple[optuna.Study, Any, Summary]:
+def run_search(
+    spec: RunSpec, *, n_jobs: int, progress: bool, on_phase: PhaseHook | None = None
+) -> tuple[optuna.Study, Any, Summary]:
     """Run the workers until the study holds ``spec.target`` trials.
 
     One worker runs in this process; more are spawned processes (``multiprocessing`` spawn),
     each opening the same storage while this process refreshes the display and rewrites the
     leaderboard as trials finish.
+
+    ``on_phase`` sees the phases of the trials run in this process (``PHASES``).
 
     Returns:
         The study, the final leaderboard (a DataFrame) and the run summary.
@@ -309,7 +356,9 @@ def run_search(spec: RunSpec, *, n_jobs: int, progress: bool) -> tuple[optuna.St
                 def on_start(n: int) -> None:
                     summary.current = f"trial {n}: costing and training"
 
-                worker_loop(spec, 0, on_trial=after_trial, on_epoch=on_epoch, on_start=on_start)
+                worker_loop(
+                    spec, 0, on_trial=after_trial, on_epoch=on_epoch, on_start=on_start, on_phase=on_phase
+                )
             else:
                 _run_processes(spec, n_jobs, study, after_trial, summary)
     finally:

@@ -188,7 +188,7 @@ def grid_size(space: Space) -> int:
     return size
 
 
-def make_sampler(settings: Settings, space: Space, *, seed: int, n_objectives: int) -> Any:
+def make_sampler(settings: Settings, space: Space, *, seed: int) -> Any:
     """The sampler named by ``settings.sampler``, seeded with ``seed``.
 
     TPE is multivariate with ``group=True`` (the space is conditional: a shift's parameters
@@ -241,8 +241,18 @@ def counted(trials: list[Any]) -> tuple[int, int]:
         if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         and t.user_attrs.get("status") not in NOT_COUNTED
     )
-    running = sum(1 for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING))
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
     return done, running
+
+
+def requeue(study: optuna.Study, number: int) -> None:
+    """Queue interrupted trial ``number``'s configuration (its parameters so far) to be
+    evaluated again: the next ``study.ask()`` takes it. WAITING trials are queued work, not
+    counted. The parameters are read back from the storage: a Ctrl-C inside ``suggest_*``
+    can land after the storage recorded a parameter and before the live trial cached it."""
+    (trial,) = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+    first = trial.user_attrs.get("retry_of", trial.number)
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": first})
 
 
 def _alive(pid: int) -> bool:
@@ -256,7 +266,8 @@ def _alive(pid: int) -> bool:
 
 
 def reap_stale(study: optuna.Study) -> int:
-    """Mark RUNNING trials of dead workers on this machine as FAIL/interrupted (redone later)."""
+    """Mark RUNNING trials of dead workers on this machine as FAIL/interrupted and queue their
+    configurations to be evaluated again."""
     from optuna.trial import TrialState
 
     reaped = 0
@@ -267,6 +278,7 @@ def reap_stale(study: optuna.Study) -> int:
                 study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
                 study._storage.set_trial_user_attr(t._trial_id, "reason", "its worker process died")
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                requeue(study, t.number)
                 reaped += 1
     return reaped
 
