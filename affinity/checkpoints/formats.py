@@ -31,18 +31,11 @@ def _isotropic_head(norm: str = _AFFINE) -> tuple[Rule, ...]:
 def _qkv(src: str, block: str) -> Rule:
     """A fused q,k,v projection ``src`` (rows q | k | v, each head-major) into our attention's
     Q,K projection and the mixer's V projection."""
+    g = "{g" + str(src.count("(") + 1) + "}"  # the weight|bias group, after src's own
     return Rule(
         rf"{src}\.{_AFFINE}",
-        (
-            (block + ".mixer.branches.0.affinity.qk.{g%d}" % _next_group(src), "qk"),
-            (block + ".mixer.proj_in.0.{g%d}" % _next_group(src), "v"),
-        ),
+        ((f"{block}.mixer.branches.0.affinity.qk.{g}", "qk"), (f"{block}.mixer.proj_in.0.{g}", "v")),
     )
-
-
-def _next_group(pattern: str) -> int:
-    """The index of the group that follows the groups already in ``pattern``."""
-    return pattern.count("(") + 1
 
 
 # --- timm ------------------------------------------------------------------------------------
@@ -123,14 +116,20 @@ def _swin_blocks() -> tuple[Rule, ...]:
 def _merging(stage: str) -> tuple[Rule, ...]:
     """Patch merging of ``layers.N.downsample`` into our stage ``stage``'s embedding."""
     return (
-        rule(rf"layers\.(\d+)\.downsample\.norm\.{_AFFINE}", f"stages.{stage}.embed.norm.{{g2}}", "merge_order"),
-        rule(r"layers\.(\d+)\.downsample\.reduction\.weight", f"stages.{stage}.embed.reduction.weight", "merge_order"),
+        rule(
+            rf"layers\.(\d+)\.downsample\.norm\.{_AFFINE}", f"stages.{stage}.embed.norm.{{g2}}", "merge_order"
+        ),
+        rule(
+            r"layers\.(\d+)\.downsample\.reduction\.weight",
+            f"stages.{stage}.embed.reduction.weight",
+            "merge_order",
+        ),
     )
 
 
 TIMM_SWIN = Format(
     name="timm_swin",
-    source="huggingface/pytorch-image-models timm/models/swin_transformer.py (>= 0.9: merging starts a stage)",
+    source="huggingface/pytorch-image-models timm/models/swin_transformer.py (>= 0.9: merging opens a stage)",
     models=("swin_t",),
     signature=(r"\.relative_position_bias_table$", r"^layers\.1\.downsample\.reduction\.weight$"),
     absent=(r"^layers\.0\.downsample\.",),

@@ -89,10 +89,9 @@ def _all_tensors(d: Mapping[Any, Any]) -> bool:
 def _tensors(state: Any, path: Path) -> dict[str, Tensor]:
     if not isinstance(state, Mapping) or not state or not _all_tensors(state):
         kind = type(state).__name__
-        keys = f" with keys {sorted(map(str, state))[:6]}" if isinstance(state, Mapping) else ""
-        raise DataError(f"{path}: holds no state dict (a {kind}{keys}); expected name -> tensor")
-    keys = list(state)
-    if all(k.startswith("module.") for k in keys):  # saved from DistributedDataParallel
+        some = f" with keys {sorted(map(str, state))[:6]}" if isinstance(state, Mapping) else ""
+        raise DataError(f"{path}: holds no state dict (a {kind}{some}); expected name -> tensor")
+    if all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
         return {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)
 

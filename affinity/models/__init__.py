@@ -122,10 +122,14 @@ def create_model(
         overrides["pool"] = global_pool
     if is_checkpoint_path(name_or_cfg) and not isinstance(name_or_cfg, ModelCfg):
         if checkpoint_path is not None:
-            raise ConfigError(f"checkpoint_path={str(checkpoint_path)!r} is not allowed beside a checkpoint model")
+            raise ConfigError(
+                f"checkpoint_path={str(checkpoint_path)!r} is not allowed beside a checkpoint model"
+            )
         checkpoint_path, name_or_cfg = name_or_cfg, None
-    raw = checkpoint_path if isinstance(checkpoint_path, RawCheckpoint) or checkpoint_path is None else None
-    if checkpoint_path is not None and raw is None:
+    raw: RawCheckpoint | None = None
+    if isinstance(checkpoint_path, RawCheckpoint):
+        raw = checkpoint_path
+    elif checkpoint_path is not None:
         raw = read_checkpoint(checkpoint_path)
     cfg, name, recipe = _base(name_or_cfg, raw)
     if raw is None:
@@ -159,7 +163,9 @@ def _base(name_or_cfg: str | Path | ModelCfg | None, raw: Any) -> tuple[ModelCfg
         recipe = MODELS.get(spec).pretrained if spec in MODELS else PretrainedCfg()
         return cfg, spec, recipe
     if raw is None:
-        raise ConfigError("create_model needs a model: a registered name, a YAML path, a ModelCfg or a checkpoint")
+        raise ConfigError(
+            "create_model needs a model: a registered name, a YAML path, a ModelCfg or a checkpoint"
+        )
     meta = raw.meta
     if not isinstance(meta.get("model_cfg"), dict):
         raise ConfigError(

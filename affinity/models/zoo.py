@@ -9,7 +9,7 @@ Sources: /shared/reference/MODELS.md, the papers and their released code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from affinity.models.config import ModelCfg, StageCfg
 from affinity.models.mixers import (
@@ -68,7 +68,7 @@ class ModelEntry:
     cfg: ModelCfg
     reference: Reference
     extra: tuple[Reference, ...] = ()
-    pretrained: PretrainedCfg = PretrainedCfg()
+    pretrained: PretrainedCfg = field(default_factory=PretrainedCfg)
 
     def reference_at(self, img_size: int) -> Reference | None:
         """The published reference for ``img_size``, if there is one."""
@@ -399,7 +399,12 @@ def _vit(mixer: MixerCfg, dim: int = 384, depth: int = 12) -> ModelCfg:
     )
 
 
-register("deit_s", _vit(attention_mixer(heads=6)), Reference(_DEIT, "Table 1", 22, 4.6, 79.8))
+register(
+    "deit_s",
+    _vit(attention_mixer(heads=6)),
+    Reference(_DEIT, "Table 1", 22, 4.6, 79.8),
+    pretrained=PretrainedCfg(crop_pct=0.9),  # timm's cfg for these weights (DeiT's own eval: 0.875)
+)
 register(
     "container_pam",
     _vit(pam_mixer(heads=6)),

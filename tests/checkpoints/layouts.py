@@ -54,12 +54,21 @@ def _linear(prefix: str, out: int, inp: int, *, conv: bool = False, bias: bool =
 
 # --- timm -------------------------------------------------------------------------------------
 def timm_mixer(*, c: int, n: int, ds: int, dc: int, p: int, depth: int, classes: int) -> Layout:
-    """timm ``MlpMixer`` with ``MixerBlock``: stem, blocks (norm1, mlp_tokens, norm2, mlp_channels), norm, head."""
+    """timm ``MlpMixer`` with ``MixerBlock``: stem, blocks (norm1, mlp_tokens, norm2,
+    mlp_channels), norm, head."""
     d: Layout = {"stem.proj.weight": (c, 3, p, p), "stem.proj.bias": (c,)}
     for i in range(depth):
         b = f"blocks.{i}"
-        d |= _ln(f"{b}.norm1", c) | _linear(f"{b}.mlp_tokens.fc1", ds, n) | _linear(f"{b}.mlp_tokens.fc2", n, ds)
-        d |= _ln(f"{b}.norm2", c) | _linear(f"{b}.mlp_channels.fc1", dc, c) | _linear(f"{b}.mlp_channels.fc2", c, dc)
+        d |= (
+            _ln(f"{b}.norm1", c)
+            | _linear(f"{b}.mlp_tokens.fc1", ds, n)
+            | _linear(f"{b}.mlp_tokens.fc2", n, ds)
+        )
+        d |= (
+            _ln(f"{b}.norm2", c)
+            | _linear(f"{b}.mlp_channels.fc1", dc, c)
+            | _linear(f"{b}.mlp_channels.fc2", c, dc)
+        )
     return d | _ln("norm", c) | _linear("head", classes, c)
 
 
@@ -92,7 +101,13 @@ def timm_vit(*, c: int, n: int, p: int, depth: int, classes: int) -> Layout:
 
 
 def timm_swin(
-    *, dims: tuple[int, ...], depths: tuple[int, ...], heads: tuple[int, ...], window: int, img: int, classes: int
+    *,
+    dims: tuple[int, ...],
+    depths: tuple[int, ...],
+    heads: tuple[int, ...],
+    window: int,
+    img: int,
+    classes: int,
 ) -> Layout:
     """timm >= 0.9 ``SwinTransformer``: patch merging starts stages 1.. (``layers.i.downsample``,
     a Linear (2C, 4C)); a stage map smaller than the window takes the map as its window;
@@ -254,9 +269,13 @@ def repmlpnet_forward(
             r = f"{u}.repmlp_block"
             y = _bnf(x, w, f"{u}.prebn1")
             b, c, h, wd = y.shape
-            gate = torch.sigmoid(_conv1(F.relu(_conv1(y.mean((2, 3), keepdim=True), w, f"{r}.gp.fc1")), w, f"{r}.gp.fc2"))
+            gate = torch.sigmoid(
+                _conv1(F.relu(_conv1(y.mean((2, 3), keepdim=True), w, f"{r}.gp.fc1")), w, f"{r}.gp.fc2")
+            )
             # the grouped FC reads rows of S consecutive channels: channel c is share set c mod S
-            fc = F.conv2d(y.reshape(-1, s * h * wd, 1, 1), w[f"{r}.fc3.weight"], w.get(f"{r}.fc3.bias"), groups=s)
+            fc = F.conv2d(
+                y.reshape(-1, s * h * wd, 1, 1), w[f"{r}.fc3.weight"], w.get(f"{r}.fc3.bias"), groups=s
+            )
             out = fc.reshape(-1, s, h, wd)
             if not deploy:
                 out = _bnf(out, w, f"{r}.fc3_bn")
@@ -276,7 +295,12 @@ def repmlpnet_forward(
 
 # --- Container-Light --------------------------------------------------------------------------
 def container_light(
-    *, dims: tuple[int, ...], depths: tuple[int, ...], ratios: tuple[int, ...], patches: tuple[int, ...], classes: int
+    *,
+    dims: tuple[int, ...],
+    depths: tuple[int, ...],
+    ratios: tuple[int, ...],
+    patches: tuple[int, ...],
+    classes: int,
 ) -> Layout:
     """allenai/container ``container_v1_light``: ``patch_embed1..4`` (conv + LayerNorm),
     ``blocks1..3`` CBlocks (pos_embed, norm1, conv1, attn = 5×5 depthwise, conv2, norm2, mlp),
@@ -322,7 +346,9 @@ def container_forward(
         e = f"patch_embed{i + 1}"
         x = F.conv2d(x, w[f"{e}.proj.weight"], w[f"{e}.proj.bias"], stride=p)
         c = x.shape[1]
-        x = F.layer_norm(x.permute(0, 2, 3, 1), (c,), w[f"{e}.norm.weight"], w[f"{e}.norm.bias"]).permute(0, 3, 1, 2)
+        x = F.layer_norm(x.permute(0, 2, 3, 1), (c,), w[f"{e}.norm.weight"], w[f"{e}.norm.bias"]).permute(
+            0, 3, 1, 2
+        )
         for j in range(depth):
             b = f"blocks{i + 1}.{j}"
             x = x + F.conv2d(x, w[f"{b}.pos_embed.weight"], w[f"{b}.pos_embed.bias"], padding=1, groups=c)
@@ -330,7 +356,9 @@ def container_forward(
             if i < 3:
                 y = F.conv2d(y, w[f"{b}.attn.weight"], w[f"{b}.attn.bias"], padding=2, groups=c)
             else:
-                conv = F.conv2d(y[:, 2 * c :], w[f"{b}.conv.weight"], w[f"{b}.conv.bias"], padding=2, groups=c)
+                conv = F.conv2d(
+                    y[:, 2 * c :], w[f"{b}.conv.weight"], w[f"{b}.conv.bias"], padding=2, groups=c
+                )
                 alpha = torch.sigmoid(w[f"{b}.sa_weight"])
                 y = alpha * container_attention(y, heads) + (1 - alpha) * conv
             x = x + _conv1(y, w, f"{b}.conv2")

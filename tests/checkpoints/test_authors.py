@@ -37,7 +37,9 @@ def _close(ours: torch.Tensor, ref: torch.Tensor) -> None:
 def test_as_mlp_released_layout_gives_the_sources_logits(tmp_path) -> None:
     dims, depths = (8, 16, 16, 32), (1, 2, 1, 1)
     state = L.fill(L.as_mlp(dims=dims, depths=depths, classes=7))
-    model = create_model("as_mlp_t", checkpoint_path=_save(tmp_path, state), img_size=32, dims=dims, depths=depths)
+    model = create_model(
+        "as_mlp_t", checkpoint_path=_save(tmp_path, state), img_size=32, dims=dims, depths=depths
+    )
     assert model.load_report.format == "as_mlp" and model.load_report.ok
     assert model.num_classes == 7  # from the checkpoint's classifier
     x = _image(32)
@@ -52,9 +54,14 @@ def test_as_mlp_branches_follow_the_sources_axes(tmp_path) -> None:
     state = L.fill(L.as_mlp(dims=dims, depths=depths, classes=3))
     swapped = dict(state)
     for suffix in ("weight", "bias"):
-        a, b = f"layers.0.blocks.0.axial_shift.conv2_1.{suffix}", f"layers.0.blocks.0.axial_shift.conv2_2.{suffix}"
+        a, b = (
+            f"layers.0.blocks.0.axial_shift.conv2_1.{suffix}",
+            f"layers.0.blocks.0.axial_shift.conv2_2.{suffix}",
+        )
         swapped[a], swapped[b] = state[b], state[a]
-    model = create_model("as_mlp_t", checkpoint_path=_save(tmp_path, swapped), img_size=32, dims=dims, depths=depths)
+    model = create_model(
+        "as_mlp_t", checkpoint_path=_save(tmp_path, swapped), img_size=32, dims=dims, depths=depths
+    )
     x = _image(32)
     with torch.no_grad():
         assert not torch.allclose(model.eval()(x), L.as_mlp_forward(state, x, depths), atol=1e-4)
@@ -65,7 +72,9 @@ def test_patch_merge_order_is_the_sources_concatenation(tmp_path) -> None:
     ``cat([x0, x1, x2, x3])`` -> GroupNorm -> reduction on the raw ones."""
     dims, depths = (8, 16, 16, 32), (1, 1, 1, 1)
     state = L.fill(L.as_mlp(dims=dims, depths=depths, classes=3))
-    model = create_model("as_mlp_t", checkpoint_path=_save(tmp_path, state), img_size=32, dims=dims, depths=depths)
+    model = create_model(
+        "as_mlp_t", checkpoint_path=_save(tmp_path, state), img_size=32, dims=dims, depths=depths
+    )
     x = torch.randn(2, 8, 8, 8, generator=_X)
     merged = L.merge_2x2(x)
     ref = L._conv1(L._gn(merged, state, "layers.0.downsample.norm"), state, "layers.0.downsample.reduction")
@@ -77,9 +86,13 @@ def test_patch_merge_order_is_the_sources_concatenation(tmp_path) -> None:
 def test_repmlpnet_released_layout_gives_the_sources_logits(tmp_path, deploy: bool) -> None:
     dims, depths, shares = (8, 16, 32, 32), (1, 1, 2, 1), (1, 2, 4, 8)
     sides = (8, 4, 2, 1)
-    state = L.fill(L.repmlpnet(dims=dims, depths=depths, sides=sides, shares=shares, classes=5, deploy=deploy))
+    state = L.fill(
+        L.repmlpnet(dims=dims, depths=depths, sides=sides, shares=shares, classes=5, deploy=deploy)
+    )
     path = _save(tmp_path, state)
-    model = create_model("repmlpnet_t224", checkpoint_path=path, img_size=32, dims=dims, depths=depths, share=shares)
+    model = create_model(
+        "repmlpnet_t224", checkpoint_path=path, img_size=32, dims=dims, depths=depths, share=shares
+    )
     assert model.load_report.format == ("repmlpnet_deploy" if deploy else "repmlpnet")
     assert model.load_report.ok
     x = _image(32)
@@ -104,7 +117,9 @@ def test_container_light_released_layout_gives_the_sources_logits(tmp_path) -> N
     path = _save(tmp_path, state)
     # the registered container_light has the paper's MLP ratio 4; the released 8-8-4-4 is read
     # from the weights
-    model = create_model("container_light", checkpoint_path=path, img_size=64, dims=dims, depths=depths, heads=4)
+    model = create_model(
+        "container_light", checkpoint_path=path, img_size=64, dims=dims, depths=depths, heads=4
+    )
     assert model.load_report.format == "container" and model.load_report.ok
     assert [s.channel_mlp_ratio for s in model.cfg.stages] == [8, 8, 4, 4]
     x = _image(64)
@@ -117,7 +132,12 @@ def test_container_attention_row_from_the_raw_qkv(tmp_path) -> None:
     dims, depths, ratios, patches = (8, 16, 16, 32), (1, 1, 1, 1), (4, 4, 4, 4), (4, 2, 2, 2)
     state = L.fill(L.container_light(dims=dims, depths=depths, ratios=ratios, patches=patches, classes=6))
     model = create_model(
-        "container_light", checkpoint_path=_save(tmp_path, state), img_size=64, dims=dims, depths=depths, heads=4
+        "container_light",
+        checkpoint_path=_save(tmp_path, state),
+        img_size=64,
+        dims=dims,
+        depths=depths,
+        heads=4,
     )
     attn = model.stages[3].blocks[0].mixer.branches[0].affinity
     x = torch.randn(1, 32, 2, 2, generator=_X)  # the mixer input (after norm1)

@@ -23,23 +23,54 @@ timm = import_timm()
 needs_timm = pytest.mark.skipif(timm is None, reason="timm is not installed (pip install 'affinity[timm]')")
 
 # small configs of each family: (our registered name, our overrides, layout, timm constructor kwargs)
-_MIXER = dict(c=16, n=16, ds=8, dc=64, p=8, depth=2, classes=10)
-_RESMLP = dict(c=16, n=16, p=8, depth=2, classes=10)
-_VIT = dict(c=24, n=16, p=8, depth=2, classes=10)
-_SWIN = dict(dims=(12, 24, 48, 96), depths=(2, 2, 2, 2), heads=(1, 2, 2, 4), window=4, img=64, classes=10)
+_MIXER = {"c": 16, "n": 16, "ds": 8, "dc": 64, "p": 8, "depth": 2, "classes": 10}
+_RESMLP = {"c": 16, "n": 16, "p": 8, "depth": 2, "classes": 10}
+_VIT = {"c": 24, "n": 16, "p": 8, "depth": 2, "classes": 10}
+_SWIN = {
+    "dims": (12, 24, 48, 96),
+    "depths": (2, 2, 2, 2),
+    "heads": (1, 2, 2, 4),
+    "window": 4,
+    "img": 64,
+    "classes": 10,
+}
 
 CASES = {
     "mixer": (
         "mixer_s16",
-        dict(img_size=32, patch_size=8, dims=16, depths=2, channel_mlp_ratio=4.0, mixer=mixer_token_mlp(hidden=8)),
+        {
+            "img_size": 32,
+            "patch_size": 8,
+            "dims": 16,
+            "depths": 2,
+            "channel_mlp_ratio": 4.0,
+            "mixer": mixer_token_mlp(hidden=8),
+        },
         L.timm_mixer(**_MIXER),
         "timm_mixer",
     ),
-    "resmlp": ("resmlp_s12", dict(img_size=32, patch_size=8, dims=16, depths=2), L.timm_resmlp(**_RESMLP), "timm_resmlp"),
-    "deit": ("deit_s", dict(img_size=32, patch_size=8, dims=24, depths=2, heads=3), L.timm_vit(**_VIT), "timm_vit"),
+    "resmlp": (
+        "resmlp_s12",
+        {"img_size": 32, "patch_size": 8, "dims": 16, "depths": 2},
+        L.timm_resmlp(**_RESMLP),
+        "timm_resmlp",
+    ),
+    "deit": (
+        "deit_s",
+        {"img_size": 32, "patch_size": 8, "dims": 24, "depths": 2, "heads": 3},
+        L.timm_vit(**_VIT),
+        "timm_vit",
+    ),
     "swin": (
         "swin_t",
-        dict(img_size=64, dims=_SWIN["dims"], depths=_SWIN["depths"], heads=_SWIN["heads"], window_size=4, shift_size=2),
+        {
+            "img_size": 64,
+            "dims": _SWIN["dims"],
+            "depths": _SWIN["depths"],
+            "heads": _SWIN["heads"],
+            "window_size": 4,
+            "shift_size": 2,
+        },
         L.timm_swin(**_SWIN),
         "timm_swin",
     ),
@@ -119,7 +150,9 @@ def test_swin_patch_merge_is_timms_concatenation(tmp_path) -> None:
     model, w = _load(tmp_path, "swin")
     x = torch.randn(2, 12, 16, 16)
     merged = L.merge_2x2(x).permute(0, 2, 3, 1)  # (B, H/2, W/2, 4C)
-    normed = F.layer_norm(merged, (48,), w["layers.1.downsample.norm.weight"], w["layers.1.downsample.norm.bias"])
+    normed = F.layer_norm(
+        merged, (48,), w["layers.1.downsample.norm.weight"], w["layers.1.downsample.norm.bias"]
+    )
     ref = (normed @ w["layers.1.downsample.reduction.weight"].T).permute(0, 3, 1, 2)
     with torch.no_grad():
         torch.testing.assert_close(model.stages[1].embed(x), ref)
@@ -190,14 +223,24 @@ def _timm_model(case: str):
     from timm.models.vision_transformer import VisionTransformer
 
     if case == "mixer":
-        return MlpMixer(num_classes=10, img_size=32, patch_size=8, num_blocks=2, embed_dim=16, mlp_ratio=(0.5, 4.0))
+        return MlpMixer(
+            num_classes=10, img_size=32, patch_size=8, num_blocks=2, embed_dim=16, mlp_ratio=(0.5, 4.0)
+        )
     if case == "resmlp":
         return MlpMixer(
             num_classes=10, img_size=32, patch_size=8, num_blocks=2, embed_dim=16, mlp_ratio=4,
             block_layer=ResBlock, norm_layer=Affine,
         )  # fmt: skip
     if case == "deit":
-        return VisionTransformer(img_size=32, patch_size=8, num_classes=10, embed_dim=24, depth=2, num_heads=3)
+        return VisionTransformer(
+            img_size=32, patch_size=8, num_classes=10, embed_dim=24, depth=2, num_heads=3
+        )
     return SwinTransformer(
-        img_size=64, patch_size=4, num_classes=10, embed_dim=12, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4
+        img_size=64,
+        patch_size=4,
+        num_classes=10,
+        embed_dim=12,
+        depths=(2, 2, 2, 2),
+        num_heads=(1, 2, 2, 4),
+        window_size=4,
     )
