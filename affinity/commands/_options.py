@@ -24,6 +24,13 @@ format_option = click.option(
     default="table",
     show_default=True,
 )
+checkpoint_option = click.option(
+    "--checkpoint",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Weights to load (.pth/.safetensors): affinity's own, timm's or the authors' released "
+    "checkpoint (layout detected from the keys).",
+)
 
 
 def train_options(*names: str, default: str | None = None) -> Callable[[F], F]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+from affinity.commands._options import checkpoint_option
+
 
 @click.command("show")
 @click.argument("target", required=False, metavar="MODEL|CONFIG.yaml|CHECKPOINT")
+@checkpoint_option
 @click.option("--layer", default=None, help="Mixer index (0 = first, -1 = last) or module name; default 0.")
 @click.option("--query", default=None, metavar="ROW,COL", help="Output token to explain; default the centre.")
 @click.option(
@@ -27,6 +30,7 @@ import click
 @click.option("--grid", default=14, show_default=True, help="Token grid side for --compare.")
 def command(
     target: str | None,
+    checkpoint: str | None,
     layer: str | None,
     query: str | None,
     out_file: str | None,
@@ -38,7 +42,9 @@ def command(
     panel per head or channel group), computed from the affinities themselves; and learned
     static weights (token-MLP hidden units over the token grid, dwconv kernels) as tiles.
 
-    With --compare, draw several operators' receptive fields on one grid instead.
+    A checkpoint (or MODEL with --checkpoint: timm's, the authors' or affinity's weights)
+    shows the learned affinities, drawn exactly as an untrained model's. With --compare,
+    draw several operators' receptive fields on one grid instead.
     """
     from pathlib import Path
 
@@ -47,9 +53,10 @@ def command(
     from affinity.report.fields import compare_fields, crop_fields, parse_query
 
     if compare is not None:
-        if target is not None:
+        if target is not None or checkpoint is not None:
             raise ConfigError(
-                f"{target!r} with --compare is not allowed: --compare draws operators, not a model"
+                f"{target or checkpoint!r} with --compare is not allowed: --compare draws operators, "
+                "not a model"
             )
         if grid < 3:
             raise ConfigError(f"--grid={grid} is not allowed: at least 3")
@@ -70,7 +77,7 @@ def command(
 
     from affinity.report.layers import layer_fields, load_model
 
-    model, label, size, in_chans = load_model(target, img_size)
+    model, label, size, in_chans = load_model(target, img_size, checkpoint)
     data = layer_fields(model, layer=layer, img_size=size, in_chans=in_chans, query=query)
     out = Path(out_file) if out_file else Path(f"show_{label}_{data.layer.replace('.', '_')}.png")
     written = []

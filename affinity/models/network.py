@@ -33,6 +33,7 @@ from affinity.models.layers import (
     PatchMerging,
     make_norm,
 )
+from affinity.models.pretrained import PretrainedCfg
 from affinity.ops.config import MixerCfg
 
 
@@ -138,16 +139,31 @@ class AffinityNet(nn.Module):
 
     #: the registered name or YAML path it was built from ("custom" for a bare config)
     name: str = "custom"
+    #: what loading its checkpoint did (an ``affinity.checkpoints.LoadReport``), None without one
+    load_report: Any = None
 
     def __init__(
-        self, cfg: ModelCfg, *, num_classes: int = 1000, img_size: int = 224, in_chans: int = 3
+        self,
+        cfg: ModelCfg,
+        *,
+        num_classes: int = 1000,
+        img_size: int = 224,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         _check_build(cfg, num_classes=num_classes, img_size=img_size, in_chans=in_chans)
+        if not (isinstance(drop_rate, (int, float)) and 0.0 <= drop_rate < 1.0):
+            raise ConfigError(f"drop_rate={drop_rate!r} is not allowed: a number in [0, 1)")
         self.cfg = cfg
         self.num_classes = num_classes
         self.img_size = img_size
         self.in_chans = in_chans
+        #: the input recipe of the weights (create_model sets the registered model's or the
+        #: checkpoint's); see affinity.models.pretrained
+        self.pretrained_cfg = PretrainedCfg().for_model(
+            num_classes=num_classes, img_size=img_size, in_chans=in_chans
+        )
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
         ls = cfg.layer_scale_init()
         stages: list[Stage] = []
@@ -191,7 +207,9 @@ class AffinityNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.num_features = prev
         self.head_norm = make_norm(cfg.head_norm, prev, cfg.norm_eps)
+        self.head_drop = nn.Dropout(drop_rate)
         self.head: nn.Module = self._make_head(num_classes)
+        self.feature_info = self._feature_info(img_size)
 
     def _make_head(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
@@ -210,15 +228,114 @@ class AffinityNet(nn.Module):
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Pool the features (average, or the class token) and classify."""
         x = x[:, :, 0, 0] if self.cfg.pool == "token" else x.mean(dim=(2, 3))  # (B, C)
+        x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: none)."""
+    # --- timm's model API ------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        """The classifier (``nn.Identity`` when built with ``num_classes=0``)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a fresh one with ``num_classes`` outputs (0: none).
+
+        Args:
+            num_classes: outputs of the new classifier.
+            global_pool: ``avg`` or ``token`` (class-token models) to change the pooling too.
+        """
+        check_int("num_classes", num_classes, 0)
+        if global_pool is not None:
+            self.cfg = dataclasses.replace(self.cfg, pool=global_pool)
         self.num_classes = num_classes
         self.head = self._make_head(num_classes)
+        self.pretrained_cfg = self.pretrained_cfg.replace(num_classes=num_classes)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names to train without weight decay: position embeddings, class tokens
+        and relative position tables (as timm's ViT and Swin)."""
+        return {n for n, _ in self.named_parameters() if n.rsplit(".", 1)[-1] in _NO_DECAY}
+
+    def _feature_info(self, img_size: int) -> list[dict[str, Any]]:
+        """timm's ``feature_info``: one entry per feature point (every block of an isotropic
+        model, every stage of a hierarchical one), with its channels and stride."""
+        info = []
+        stride = 1
+        for i, s in enumerate(self.cfg.stages):
+            stride *= s.patch_size
+            names = (
+                [f"stages.{i}.blocks.{j}" for j in range(s.depth)]
+                if self.cfg.family == "isotropic"
+                else [f"stages.{i}"]
+            )
+            info += [{"num_chs": s.dim, "reduction": stride, "module": n} for n in names]
+        return info
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | list[int] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's ``forward_intermediates``: the maps at the feature points ``feature_info`` lists.
+
+        Args:
+            x: input (B, in_chans, H, W).
+            indices: the last n points (an int), the points at these indices (negative from
+                the end), or None for all.
+            norm: apply the head norm to each intermediate.
+            stop_early: stop after the last requested point (``intermediates_only`` only).
+            output_fmt: ``NCHW`` (the only layout; a class token is dropped and the patch
+                tokens laid out on their grid) .
+            intermediates_only: return the intermediates alone.
+
+        Returns:
+            ``(final features as forward_features, [intermediates])`` or the intermediates.
+        """
+        if output_fmt != "NCHW":
+            raise ConfigError(f"output_fmt={output_fmt!r} is not allowed: only 'NCHW'")
+        n = len(self.feature_info)
+        take = _feature_indices(indices, n)
+        out: list[Tensor] = []
+        point = 0
+        last = max(take) if take else -1
+        for stage in self.stages:
+            assert isinstance(stage, Stage)
+            if self.cfg.family == "isotropic":
+                x = stage.embed(x)
+                h, w = x.shape[2], x.shape[3]
+                if stage.tokens is not None:
+                    x = stage.tokens(x)
+                for block in stage.blocks:
+                    x = block(x)
+                    if point in take:
+                        out.append(self._as_map(x, h, w, norm))
+                    point += 1
+                    if stop_early and intermediates_only and point > last:
+                        return out
+            else:
+                x = stage(x)
+                if point in take:
+                    out.append(self.head_norm(x) if norm else x)
+                point += 1
+                if stop_early and intermediates_only and point > last:
+                    return out
+        if intermediates_only:
+            return out
+        return self.head_norm(x), out
+
+    def _as_map(self, x: Tensor, h: int, w: int, norm: bool) -> Tensor:
+        if norm:
+            x = self.head_norm(x)
+        if x.shape[2] * x.shape[3] != h * w:  # (B, C, 1, 1+N): drop the class token
+            x = x.flatten(2)[:, :, -h * w :].reshape(x.shape[0], x.shape[1], h, w)
+        return x
 
     @torch.no_grad()
     def reparameterize(self) -> AffinityNet:
@@ -230,6 +347,25 @@ class AffinityNet(nn.Module):
 
         reparameterize_model(self)
         return self
+
+
+#: parameter names (last component) trained without weight decay
+_NO_DECAY = {"cls_token", "pos_embed", "rel_pos_table"}
+
+
+def _feature_indices(indices: int | list[int] | None, n: int) -> set[int]:
+    if indices is None:
+        return set(range(n))
+    if isinstance(indices, int):
+        if not 0 < indices <= n:
+            raise ConfigError(f"indices={indices} is not allowed: 1..{n} (the last n feature points)")
+        return set(range(n - indices, n))
+    out = set()
+    for i in indices:
+        if not -n <= i < n:
+            raise ConfigError(f"indices={list(indices)} is not allowed: each in [-{n}, {n})")
+        out.add(i % n)
+    return out
 
 
 def _embed(cfg: ModelCfg, i: int, in_dim: int, s: StageCfg) -> nn.Module:

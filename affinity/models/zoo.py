@@ -9,7 +9,7 @@ Sources: /shared/reference/MODELS.md, the papers and their released code.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from affinity.models.config import ModelCfg, StageCfg
 from affinity.models.mixers import (
@@ -24,6 +24,7 @@ from affinity.models.mixers import (
     resmlp_mixer,
     s2mlp_mixer,
 )
+from affinity.models.pretrained import INCEPTION_MEAN, INCEPTION_STD, PretrainedCfg
 from affinity.ops.config import MixerCfg
 from affinity.registry import Registry
 
@@ -58,13 +59,16 @@ class Reference:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered variant: its architecture, its reference, and extra references at other
-    input sizes (``as_mlp_b`` at 384)."""
+    """A registered variant: its architecture, its reference, extra references at other
+    input sizes (``as_mlp_b`` at 384), and the input recipe of its published weights
+    (``pretrained``: timm's ``pretrained_cfg`` for the timm-backed variants, the authors'
+    evaluation settings for the others)."""
 
     name: str
     cfg: ModelCfg
     reference: Reference
     extra: tuple[Reference, ...] = ()
+    pretrained: PretrainedCfg = field(default_factory=PretrainedCfg)
 
     def reference_at(self, img_size: int) -> Reference | None:
         """The published reference for ``img_size``, if there is one."""
@@ -77,8 +81,12 @@ class ModelEntry:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def register(name: str, cfg: ModelCfg, reference: Reference, *extra: Reference) -> None:
-    MODELS.register(name, ModelEntry(name, cfg, reference, tuple(extra)))
+def register(
+    name: str, cfg: ModelCfg, reference: Reference, *extra: Reference, pretrained: PretrainedCfg | None = None
+) -> None:
+    """Register a variant; ``pretrained`` defaults to ImageNet mean/std, bicubic, crop 0.875
+    at 224 (DeiT's, ResMLP's, AS-MLP's, RepMLPNet's and Container's evaluation)."""
+    MODELS.register(name, ModelEntry(name, cfg, reference, tuple(extra), pretrained or PretrainedCfg()))
 
 
 def _hier(
@@ -201,6 +209,8 @@ def _mixer(patch: int, width: int, depth: int, tokens_hidden: int, channels_hidd
     )
 
 
+#: timm's mlp_mixer.py cfgs for the Google (JAX) weights: inputs scaled to [-1, 1]
+_MIXER_INPUT = PretrainedCfg(mean=INCEPTION_MEAN, std=INCEPTION_STD)
 _MIXER_NOTE_FLOPS = (
     "FLOPs not in the paper (citing papers quote 11.6–12.7G for B/16; 12.6G is fvcore's count)"
 )
@@ -208,6 +218,7 @@ register(
     "mixer_s16",
     _mixer(16, 512, 8, 256, 2048),
     Reference(_MIXER, "Table 1", 18, None, None, params_exclude_head=True),
+    pretrained=_MIXER_INPUT,
 )
 register(
     "mixer_b16",
@@ -221,26 +232,31 @@ register(
         params_exclude_head=True,
         note=_MIXER_NOTE_FLOPS,
     ),
+    pretrained=_MIXER_INPUT,
 )
 register(
     "mixer_l16",
     _mixer(16, 1024, 24, 512, 4096),
     Reference(_MIXER, "Table 1", 207, None, None, params_exclude_head=True),
+    pretrained=_MIXER_INPUT,
 )
 register(
     "mixer_s32",
     _mixer(32, 512, 8, 256, 2048),
     Reference(_MIXER, "Table 1", 19, None, None, params_exclude_head=True),
+    pretrained=_MIXER_INPUT,
 )
 register(
     "mixer_b32",
     _mixer(32, 768, 12, 384, 3072),
     Reference(_MIXER, "Table 1", 60, None, None, params_exclude_head=True),
+    pretrained=_MIXER_INPUT,
 )
 register(
     "mixer_l32",
     _mixer(32, 1024, 24, 512, 4096),
     Reference(_MIXER, "Table 1", 206, None, None, params_exclude_head=True),
+    pretrained=_MIXER_INPUT,
 )
 
 # --- ResMLP ----------------------------------------------------------------------------------
@@ -383,7 +399,12 @@ def _vit(mixer: MixerCfg, dim: int = 384, depth: int = 12) -> ModelCfg:
     )
 
 
-register("deit_s", _vit(attention_mixer(heads=6)), Reference(_DEIT, "Table 1", 22, 4.6, 79.8))
+register(
+    "deit_s",
+    _vit(attention_mixer(heads=6)),
+    Reference(_DEIT, "Table 1", 22, 4.6, 79.8),
+    pretrained=PretrainedCfg(crop_pct=0.9),  # timm's cfg for these weights (DeiT's own eval: 0.875)
+)
 register(
     "container_pam",
     _vit(pam_mixer(heads=6)),
@@ -417,4 +438,5 @@ register(
         head_norm="layernorm",
     ),
     Reference(_SWIN, "Table 1(a)", 28, 4.5, 81.2),
+    pretrained=PretrainedCfg(crop_pct=0.9),  # timm's and Swin's evaluation crop
 )

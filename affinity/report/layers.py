@@ -286,34 +286,41 @@ def _tiles_on_grid(t: Tiles, prefix: int, side: int) -> Tiles:
 
 #: Input side for a registered model or a YAML config without one (the papers' ImageNet size).
 DEFAULT_IMG_SIZE = 224
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
-def load_model(target: str, img_size: int | None = None) -> tuple[nn.Module, str, int, int]:
-    """A model from a registered name, a model-config YAML or a training checkpoint.
+def load_model(
+    target: str, img_size: int | None = None, checkpoint: str | None = None
+) -> tuple[nn.Module, str, int, int]:
+    """A model from a registered name, a model-config YAML or a checkpoint.
 
     Args:
         target: ``as_mlp_t``, ``front/trial_3.yaml`` or ``results/run/checkpoint.pt``.
-        img_size: input side; a checkpoint's own by default (and a checkpoint allows no
-            other: its token MLPs are tied to it), else the YAML's ``img_size`` key or 224.
+        img_size: input side; a checkpoint's own by default (and a checkpoint that records
+            one allows no other: its token MLPs are tied to it), else the YAML's
+            ``img_size`` key or 224.
+        checkpoint: weights for ``target`` (a timm, authors' or affinity checkpoint; see
+            ``affinity.checkpoints``).
 
     Returns:
         ``(model in eval mode, a label for file names, img_size, in_chans)``.
     """
+    from affinity.checkpoints import is_checkpoint_path, read_checkpoint
     from affinity.models import create_model, resolve_model_config
 
     path = Path(target)
     label = path.stem if path.suffix else target
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        from affinity.train import load_checkpoint
-
-        ckpt = load_checkpoint(path)
-        if img_size is not None and img_size != ckpt.img_size:
+    weights = checkpoint if checkpoint is not None else target if is_checkpoint_path(target) else None
+    if weights is not None:
+        raw = read_checkpoint(weights)
+        trained_at = raw.meta.get("img_size")
+        if img_size is not None and trained_at is not None and img_size != trained_at:
             raise ConfigError(
-                f"--img-size={img_size} is not allowed for {path}: the checkpoint was trained at "
-                f"{ckpt.img_size} (leave --img-size out)"
+                f"--img-size={img_size} is not allowed for {weights}: the checkpoint was trained at "
+                f"{trained_at} (leave --img-size out)"
             )
-        return ckpt.build_model().eval(), label, ckpt.img_size, ckpt.in_chans
+        name = None if weights == target else target
+        model = create_model(name, checkpoint_path=raw, img_size=img_size).eval()
+        return model, label, model.img_size, model.in_chans
     if img_size is None and path.suffix.lower() in (".yaml", ".yml") and path.is_file():
         import yaml
 
