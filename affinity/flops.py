@@ -7,6 +7,10 @@ MACs). Every op a registered model runs either has a handle below or is zero on 
   (``B·h·N_q·N_k·(d_qk + d_v)`` multiply-adds), with or without a mask; fvcore alone
   leaves it out, which is why DeiT-S reads 4.25G instead of its published 4.6G;
 - ``aten::baddbmm`` / ``aten::addbmm`` count as the batched product they contain;
+- ``aten::fft_rfft2`` / ``aten::fft_irfft2`` (GFNet's global filter) count ``C·N·⌈log₂ N⌉``
+  per image, N the transformed input's size (H·W for rfft2, H·(W//2+1) for irfft2), as
+  GFNet's authors count them (raoyongming/DynamicViT ``calc_flops.py``, ``rfft_flop_jit``,
+  the counter of their GFNet figures); the filter's complex product is element-wise, zero;
 - element-wise ops (GELU, add, mul, softmax, sigmoid, ...), reductions used as pooling,
   ``roll``, padding, slicing and indexing count zero on purpose (``set_op_handle(name,
   None)``), as fvcore already does for the ops it knows, so the totals compare with the
@@ -159,6 +163,8 @@ ZERO_OPS: tuple[str, ...] = (
     "aten::unsafe_split",
     "aten::unsafe_chunk",
     "aten::alias",
+    "aten::view_as_complex",
+    "aten::view_as_real",
     "aten::lift_fresh",
     "aten::empty_strided",
     "aten::as_strided",
@@ -188,6 +194,15 @@ def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return prod(out[:-1]) * n_k * (d_qk + d_v)
 
 
+def fft2_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """``rfft2`` / ``irfft2`` over the last two dims: ``B·C·N·⌈log₂ N⌉`` with N their product
+    (the input's, as GFNet's authors count: H·W forward, H·(W//2+1) inverse)."""
+    shape = _shape(inputs[0])
+    assert shape is not None
+    n = shape[-1] * shape[-2]
+    return prod(shape[:-2]) * n * max(0, (n - 1).bit_length())
+
+
 def baddbmm_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     """``baddbmm(bias, a, b)`` / ``addbmm``: the product a·b (the add counts zero)."""
     a, b = _shape(inputs[1]), _shape(inputs[2])
@@ -200,6 +215,8 @@ HANDLES: dict[str, Callable[[list[Any], list[Any]], int]] = {
     "aten::scaled_dot_product_attention": sdpa_flop_jit,
     "aten::baddbmm": baddbmm_flop_jit,
     "aten::addbmm": baddbmm_flop_jit,
+    "aten::fft_rfft2": fft2_flop_jit,
+    "aten::fft_irfft2": fft2_flop_jit,
 }
 
 

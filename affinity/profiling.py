@@ -307,7 +307,7 @@ def _stage_costs(model: nn.Module, by_module: dict[str, int], total: int) -> lis
         blocks = getattr(stage, "blocks", None)
         dim = None
         if blocks is not None and len(blocks):
-            dim = int(blocks[0].norm2.weight.shape[0]) if hasattr(blocks[0].norm2, "weight") else None
+            dim = getattr(getattr(blocks[0], "mixer", None), "dim", None)
         out.append(
             StageCost(
                 f"stages.{i}",

@@ -29,15 +29,23 @@ from affinity.errors import ConfigError, UnknownNameError, check_int, yaml_probl
 from affinity.ops.config import MixerCfg
 
 FAMILIES = ("isotropic", "hierarchical")
+#: fields added after configs were first hashed: left out of the dict at their default
+_OMITTED_AT_DEFAULT = ("embed_act", "block")
 #: block norms in the (B, C, H, W) layout: layernorm over C; groupnorm with one group (over
 #: C, H, W; AS-MLP); batchnorm (RepMLPNet, Container); affine: per-channel α·x + β (ResMLP).
 NORMS = ("layernorm", "groupnorm", "batchnorm", "affine")
-#: stage-0 embedding: ``patch``: p×p stride-p conv with bias [+ embed_norm];
+#: stage-0 embedding: ``patch``: p×p stride-p conv with bias [+ embed_act] [+ embed_norm];
+#: ``overlap``: the same with a (2p−1)×(2p−1) kernel and padding p//2, overlapping patches
+#: (PoolFormer, CycleMLP: 7×7 stride 4 for the stem, 3×3 stride 2 between stages);
 #: ``conv_bn_relu``: p×p stride-p conv without bias, BatchNorm, ReLU (RepMLPNet).
-STEMS = ("patch", "conv_bn_relu")
+STEMS = ("patch", "overlap", "conv_bn_relu")
 #: embedding at the start of stages 1..: ``merge``: p×p space-to-depth, norm over p²C, linear
-#: p²C -> C' without bias (Swin, AS-MLP); ``patch`` and ``conv_bn_relu`` as for the stem.
-DOWNSAMPLES = ("merge", "patch", "conv_bn_relu")
+#: p²C -> C' without bias (Swin, AS-MLP); the others as for the stem.
+DOWNSAMPLES = ("merge", "patch", "overlap", "conv_bn_relu")
+#: ``prenorm``: ``x + mixer(norm1(x))`` then ``x + mlp(norm2(x))`` (every MetaFormer);
+#: ``convmixer``: ``x + mixer(x)`` then ``norm(act(pw(x)))`` with no residual (ConvMixer,
+#: Trockman & Kolter 2022: its mixer carries its own activation and BatchNorm).
+BLOCKS = ("prenorm", "convmixer")
 POOLS = ("avg", "token")
 GATES = ("global_perceptron",)
 ACTS = ("gelu", "relu")
@@ -52,7 +60,8 @@ class StageCfg:
         depth: number of blocks.
         mixer: the token mixer of every block (a ``ContextAggregation``).
         patch_size: stride of the stage's embedding (the stem's patch size for stage 0).
-        channel_mlp_ratio: hidden width of the channel MLP over ``dim``.
+        channel_mlp_ratio: hidden width of the channel MLP over ``dim``; 0: no channel MLP
+            (gMLP, whose mixer is the whole block).
         pos_mixer: a residual token mixer run before the block's pre-norm,
             ``x = x + pos_mixer(x)`` (Container's conditional position encoding, a depthwise
             3×3 conv); ``None`` for none.
@@ -72,8 +81,10 @@ class StageCfg:
         check_int("dim", self.dim, 1)
         check_int("depth", self.depth, 1)
         check_int("patch_size", self.patch_size, 1)
-        if not isinstance(self.channel_mlp_ratio, (int, float)) or self.channel_mlp_ratio <= 0:
-            raise ConfigError(f"channel_mlp_ratio={self.channel_mlp_ratio!r} is not allowed: a number > 0")
+        if not isinstance(self.channel_mlp_ratio, (int, float)) or self.channel_mlp_ratio < 0:
+            raise ConfigError(
+                f"channel_mlp_ratio={self.channel_mlp_ratio!r} is not allowed: a number > 0, or 0 for none"
+            )
         if not isinstance(self.mixer, MixerCfg):
             raise ConfigError(f"mixer={self.mixer!r} is not allowed: a MixerCfg")
         for name in ("pos_mixer", "alt_mixer"):
@@ -128,7 +139,9 @@ class ModelCfg:
         norm_eps: epsilon of those norms.
         stem: the stage-0 embedding (see ``STEMS``).
         downsample: the embedding of later stages (see ``DOWNSAMPLES``).
-        embed_norm: norm after a ``patch`` embedding (stem or downsample), or ``None``.
+        embed_norm: norm after a ``patch`` or ``overlap`` embedding (stem or downsample), or ``None``.
+        embed_act: activation between that embedding's conv and its norm (ConvMixer), or ``None``.
+        block: ``prenorm`` or ``convmixer`` (see ``BLOCKS``).
         head_norm: norm before pooling, or ``None``.
         pool: ``avg`` (global average) or ``token`` (the class token).
         channel_mlp_act: activation of the channel MLP.
@@ -163,6 +176,8 @@ class ModelCfg:
     pos_embed: bool = False
     gate: str | None = None
     gate_reduce: int = 4
+    embed_act: str | None = None
+    block: str = "prenorm"
 
     def __post_init__(self) -> None:
         if isinstance(self.stages, list):
@@ -178,6 +193,8 @@ class ModelCfg:
             ("channel_mlp_act", self.channel_mlp_act, ACTS),
             ("channel_mlp_norm", self.channel_mlp_norm, (*NORMS, None)),
             ("gate", self.gate, (*GATES, None)),
+            ("embed_act", self.embed_act, (*ACTS, None)),
+            ("block", self.block, BLOCKS),
         )
         for name, value, allowed in choices:
             if value not in allowed:
@@ -240,9 +257,13 @@ class ModelCfg:
 
     # --- dict / YAML --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The dict form; ``embed_act`` and ``block`` only when set, so configs without them keep
+        their old dict (and their fingerprint / config hash)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in _OMITTED_AT_DEFAULT and value == f.default:
+                continue
             out[f.name] = [s.to_dict() for s in value] if f.name == "stages" else value
         return out
 

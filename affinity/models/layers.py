@@ -160,7 +160,10 @@ class GlobalPerceptron(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping p×p patches to ``out_dim`` channels: a p×p stride-p conv [+ norm].
+    """p×p patches to ``out_dim`` channels: a stride-p conv [+ act] [+ norm].
+
+    Non-overlapping: a p×p kernel. Overlapping (PoolFormer, CycleMLP): a (2p−1)×(2p−1) kernel
+    with padding p//2 (7×7 stride 4 padding 2, 3×3 stride 2 padding 1), the same output size.
 
     Args:
         in_dim: input channels.
@@ -168,17 +171,44 @@ class PatchEmbed(nn.Module):
         patch_size: p.
         norm: norm after the projection, or None.
         eps: its epsilon.
+        overlap: overlapping patches.
+        act: activation between the conv and the norm (ConvMixer), or None.
     """
 
     def __init__(
-        self, in_dim: int, out_dim: int, patch_size: int, *, norm: str | None = None, eps: float = 1e-5
+        self,
+        in_dim: int,
+        out_dim: int,
+        patch_size: int,
+        *,
+        norm: str | None = None,
+        eps: float = 1e-5,
+        overlap: bool = False,
+        act: str | None = None,
     ) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_dim, out_dim, patch_size, stride=patch_size)
+        kernel, pad = (2 * patch_size - 1, patch_size // 2) if overlap else (patch_size, 0)
+        self.proj = nn.Conv2d(in_dim, out_dim, kernel, stride=patch_size, padding=pad)
+        self.act = nn.Identity() if act is None else make_act(act)
         self.norm = make_norm(norm, out_dim, eps)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(self.proj(x))  # (B, out_dim, H/p, W/p)
+        return self.norm(self.act(self.proj(x)))  # (B, out_dim, H/p, W/p)
+
+
+class PointwiseConv(nn.Sequential):
+    """ConvMixer's channel mixing, ``norm(act(pw(x)))``: a 1×1 conv with bias, an activation,
+    a norm (Trockman & Kolter 2022, fig. 2; the block adds no residual around it).
+
+    Args:
+        dim: channels in and out.
+        act: ``gelu`` or ``relu``.
+        norm: the norm after the activation.
+        eps: its epsilon.
+    """
+
+    def __init__(self, dim: int, *, act: str, norm: str | None, eps: float = 1e-5) -> None:
+        super().__init__(nn.Conv2d(dim, dim, 1), make_act(act), make_norm(norm, dim, eps))
 
 
 class ConvBnRelu(nn.Sequential):
@@ -221,23 +251,24 @@ class PatchMerging(nn.Module):
 
 
 class ClassTokenPos(nn.Module):
-    """Flatten the map to one row of tokens, prepend a class token, add a position embedding.
+    """Prepend a class token and add a position embedding.
 
-    The sequence is carried as a (B, C, 1, 1+N) map (affinity.ops.base: only spatially
-    agnostic affinities accept it).
+    With a class token, the map is flattened to one row of tokens, carried as a (B, C, 1, 1+N)
+    map (affinity.ops.base: only spatially agnostic affinities accept it); without one (GFNet)
+    the map keeps its (H, W) shape and the position embedding is (1, C, H, W).
 
     Args:
         dim: channels.
-        num_tokens: N, the patch tokens.
+        hw: the patch map's (H, W).
         class_token: prepend a learned class token.
         pos_embed: add a learned position embedding over all tokens.
     """
 
-    def __init__(self, dim: int, num_tokens: int, *, class_token: bool, pos_embed: bool) -> None:
+    def __init__(self, dim: int, hw: tuple[int, int], *, class_token: bool, pos_embed: bool) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, dim, 1, 1)) if class_token else None
-        n = num_tokens + (1 if class_token else 0)
-        self.pos_embed = nn.Parameter(torch.zeros(1, dim, 1, n)) if pos_embed else None
+        shape = (1, hw[0] * hw[1] + 1) if class_token else hw
+        self.pos_embed = nn.Parameter(torch.zeros(1, dim, *shape)) if pos_embed else None
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.pos_embed is not None:
@@ -245,8 +276,8 @@ class ClassTokenPos(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]
-        x = x.flatten(2).unsqueeze(2)  # (B, C, 1, N)
         if self.cls_token is not None:
+            x = x.flatten(2).unsqueeze(2)  # (B, C, 1, N)
             x = torch.cat([self.cls_token.expand(b, -1, -1, -1), x], dim=3)  # (B, C, 1, 1+N)
         if self.pos_embed is not None:
             x = x + self.pos_embed

@@ -242,6 +242,96 @@ def identity_mixer() -> MixerCfg:
     return MixerCfg(branches=(BranchCfg("identity"),), proj_in=False, proj_out=False)
 
 
+def poolformer_mixer(*, pool_size: int = 3) -> MixerCfg:
+    """PoolFormer's token mixer, ``AvgPool(x) − x`` with no projections (Yu et al., CVPR 2022).
+
+    Args:
+        pool_size: the pooling window's odd side.
+    """
+    return MixerCfg(branches=(BranchCfg("pooling", {"pool_size": pool_size}),), proj_in=False, proj_out=False)
+
+
+def gfnet_mixer() -> MixerCfg:
+    """GFNet's global filter layer, ``F⁻¹[K ⊙ F[x]]`` with no projections (Rao et al. 2021)."""
+    return MixerCfg(branches=(BranchCfg("global_filter"),), proj_in=False, proj_out=False)
+
+
+def gmlp_mixer(*, width_ratio: float = 3.0) -> MixerCfg:
+    """gMLP's whole block body (Liu et al. 2021, fig. 1): ``Z = GELU(x·U)``, the spatial gating
+    unit ``Z₁ ⊙ (W·LN(Z₂) + b)``, then ``·V`` back to the block width.
+
+    V = ``LN(GELU(x·U₂))`` is the mixer's input projection (to ``width_ratio·C`` channels, half
+    of gMLP's d_ffn), its activation and value norm; the affinity owns the gate ``Z₁``.
+
+    Args:
+        width_ratio: ``d_ffn / (2·d_model)`` (3 in every gMLP).
+    """
+    return MixerCfg(
+        branches=(BranchCfg("spatial_gating"),),
+        proj_in=True,
+        proj_in_act="gelu",
+        value_norm="layernorm",
+        proj_out=True,
+        width_ratio=width_ratio,
+    )
+
+
+def cyclemlp_mixer(*, kernel_size: int = 3) -> MixerCfg:
+    """CycleMLP's token mixer (Chen et al., ICLR 2022; ShoufaChen/CycleMLP ``CycleMLP``): two
+    Cycle FCs (pseudo-kernels 1×k and k×1: a cycle shift then a 1×1 projection) and a channel
+    FC on one V = x, combined by the split-attention ``reweight``, then a projection.
+
+    Args:
+        kernel_size: the pseudo-kernel's length k (3).
+    """
+    return MixerCfg(
+        branches=(
+            BranchCfg("cycle_shift", {"kernel_size": kernel_size, "axis": "w"}, proj=True),
+            BranchCfg("cycle_shift", {"kernel_size": kernel_size, "axis": "h"}, proj=True),
+            BranchCfg("identity", proj=True),
+        ),
+        coefficients="reweight",
+        proj_in=False,
+        proj_out=True,
+    )
+
+
+def vip_mixer(*, segment_dim: int | None = None) -> MixerCfg:
+    """Vision Permutator's Weighted Permute-MLP (Hou et al., TPAMI 2022; ``WeightedPermuteMLP``):
+    the height and width Permute-MLP branches and a channel FC on one V = x, combined by the
+    split-attention ``reweight``, then a projection.
+
+    Args:
+        segment_dim: the segments G; None: the map's side, as ViP (so that H·S = C).
+    """
+    params = {} if segment_dim is None else {"segment_dim": segment_dim}
+    return MixerCfg(
+        branches=(
+            BranchCfg("permute_mlp", {**params, "axis": "h"}),
+            BranchCfg("permute_mlp", {**params, "axis": "w"}),
+            BranchCfg("identity", proj=True),
+        ),
+        coefficients="reweight",
+        proj_in=False,
+        proj_out=True,
+    )
+
+
+def convmixer_mixer(*, kernel_size: int = 9, act: str = "gelu") -> MixerCfg:
+    """ConvMixer's token mixer, ``BN(act(dwconv_k(x)))`` (Trockman & Kolter 2022, eq. 2).
+
+    Args:
+        kernel_size: the depthwise kernel's odd side (9 for 1536/20, 7 for 768/32).
+        act: ``gelu`` or ``relu`` (the released 768/32 uses ReLU).
+    """
+    return MixerCfg(
+        branches=(BranchCfg("dwconv", {"kernel_size": kernel_size, "bias": True}, act=act),),
+        proj_in=False,
+        proj_out=False,
+        proj_out_norm="batchnorm",
+    )
+
+
 #: preset name -> function, for the search's YAML (``mixer: {preset: as_mlp, shift_size: 7}``)
 PRESETS = {
     "as_mlp": as_mlp_mixer,
@@ -255,6 +345,12 @@ PRESETS = {
     "pam": pam_mixer,
     "repmlp": repmlp_mixer,
     "identity": identity_mixer,
+    "poolformer": poolformer_mixer,
+    "gfnet": gfnet_mixer,
+    "gmlp": gmlp_mixer,
+    "cyclemlp": cyclemlp_mixer,
+    "vip": vip_mixer,
+    "convmixer": convmixer_mixer,
 }
 
 __all__ = [
@@ -262,12 +358,18 @@ __all__ = [
     "as_mlp_mixer",
     "attention_mixer",
     "container_mixer",
+    "convmixer_mixer",
+    "cyclemlp_mixer",
     "dwconv_mixer",
+    "gfnet_mixer",
+    "gmlp_mixer",
     "identity_mixer",
     "mixer_token_mlp",
     "pam_mixer",
+    "poolformer_mixer",
     "pos_conv_mixer",
     "repmlp_mixer",
     "resmlp_mixer",
     "s2mlp_mixer",
+    "vip_mixer",
 ]

@@ -31,6 +31,7 @@ from affinity.models.layers import (
     LayerScale,
     PatchEmbed,
     PatchMerging,
+    PointwiseConv,
     make_norm,
 )
 from affinity.models.pretrained import PretrainedCfg
@@ -57,6 +58,9 @@ class Block(nn.Module):
         layer_scale: LayerScale initial value, or None.
         drop_path: stochastic depth rate of this block.
         gate: ``global_perceptron`` or None; gate_reduce its reduction.
+        style: ``prenorm``, or ``convmixer``: ``x + mixer(x)`` then ``norm(act(pw(x)))``, no
+            pre-norms and no residual around the pointwise conv (``norm`` and ``mlp_act`` are
+            its norm and activation).
     """
 
     def __init__(
@@ -76,17 +80,24 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         gate: str | None = None,
         gate_reduce: int = 4,
+        style: str = "prenorm",
     ) -> None:
         super().__init__()
         aggregation = _context_aggregation()
+        self.style = style
         self.pos_mixer = None if pos_mixer is None else aggregation.from_cfg(pos_mixer, dim=dim, hw=hw)
-        self.norm1 = make_norm(norm, dim, eps)
+        self.norm1 = make_norm(norm, dim, eps) if style == "prenorm" else nn.Identity()
         self.mixer = aggregation.from_cfg(mixer, dim=dim, hw=hw)
         self.gate = GlobalPerceptron(dim, max(1, dim // gate_reduce)) if gate else None
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
-        self.norm2 = make_norm(norm, dim, eps)
-        hidden = max(1, round(dim * channel_mlp_ratio))
-        self.mlp = ChannelMlp(dim, hidden, act=mlp_act, bias=mlp_bias, norm=mlp_norm)
+        self.norm2: nn.Module = nn.Identity()
+        self.mlp: nn.Module | None = None
+        if style == "convmixer":
+            self.mlp = PointwiseConv(dim, act=mlp_act, norm=norm, eps=eps)
+        elif channel_mlp_ratio > 0:  # 0: no channel MLP (gMLP)
+            self.norm2 = make_norm(norm, dim, eps)
+            hidden = max(1, round(dim * channel_mlp_ratio))
+            self.mlp = ChannelMlp(dim, hidden, act=mlp_act, bias=mlp_bias, norm=mlp_norm)
         self.ls2 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
@@ -98,6 +109,10 @@ class Block(nn.Module):
         if self.gate is not None:
             z = z * self.gate(y)  # (B, C, 1, 1) channel gate
         x = x + self.drop_path(self.ls1(z))
+        if self.mlp is None:
+            return x
+        if self.style == "convmixer":
+            return self.mlp(x)
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
 
@@ -175,10 +190,8 @@ class AffinityNet(nn.Module):
             tokens = None
             seq_hw = hw
             if cfg.class_token or cfg.pos_embed:
-                tokens = ClassTokenPos(
-                    s.dim, side * side, class_token=cfg.class_token, pos_embed=cfg.pos_embed
-                )
-                seq_hw = (1, side * side + (1 if cfg.class_token else 0))
+                tokens = ClassTokenPos(s.dim, hw, class_token=cfg.class_token, pos_embed=cfg.pos_embed)
+                seq_hw = (1, side * side + 1) if cfg.class_token else hw
             blocks = []
             for j in range(s.depth):
                 blocks.append(
@@ -199,6 +212,7 @@ class AffinityNet(nn.Module):
                         drop_path=rates[k],
                         gate=cfg.gate,
                         gate_reduce=cfg.gate_reduce,
+                        style=cfg.block,
                     )
                 )
                 k += 1
@@ -370,8 +384,16 @@ def _feature_indices(indices: int | list[int] | None, n: int) -> set[int]:
 
 def _embed(cfg: ModelCfg, i: int, in_dim: int, s: StageCfg) -> nn.Module:
     kind = cfg.stem if i == 0 else cfg.downsample
-    if kind == "patch":
-        return PatchEmbed(in_dim, s.dim, s.patch_size, norm=cfg.embed_norm, eps=cfg.norm_eps)
+    if kind in ("patch", "overlap"):
+        return PatchEmbed(
+            in_dim,
+            s.dim,
+            s.patch_size,
+            norm=cfg.embed_norm,
+            eps=cfg.norm_eps,
+            overlap=kind == "overlap",
+            act=cfg.embed_act,
+        )
     if kind == "conv_bn_relu":
         return ConvBnRelu(in_dim, s.dim, s.patch_size)
     return PatchMerging(in_dim, s.dim, s.patch_size, norm=cfg.norm, eps=cfg.norm_eps)

@@ -16,13 +16,19 @@ from affinity.models.mixers import (
     as_mlp_mixer,
     attention_mixer,
     container_mixer,
+    convmixer_mixer,
+    cyclemlp_mixer,
     dwconv_mixer,
+    gfnet_mixer,
+    gmlp_mixer,
     mixer_token_mlp,
     pam_mixer,
+    poolformer_mixer,
     pos_conv_mixer,
     repmlp_mixer,
     resmlp_mixer,
     s2mlp_mixer,
+    vip_mixer,
 )
 from affinity.models.pretrained import INCEPTION_MEAN, INCEPTION_STD, PretrainedCfg
 from affinity.ops.config import MixerCfg
@@ -439,4 +445,182 @@ register(
     ),
     Reference(_SWIN, "Table 1(a)", 28, 4.5, 81.2),
     pretrained=PretrainedCfg(crop_pct=0.9),  # timm's and Swin's evaluation crop
+)
+
+# --- beyond the seeds: PoolFormer, GFNet, gMLP, CycleMLP, ViP, ConvMixer -----------------------
+_POOLFORMER = "Yu et al., MetaFormer (PoolFormer), CVPR 2022"
+_POOLFORMER_SRC = "Table 1; sail-sg/poolformer README (params, top-1) and poolformer.py (configs)"
+
+
+def _poolformer(depths: tuple[int, ...], layer_scale: float) -> ModelCfg:
+    # sail-sg/poolformer: GroupNorm(1, C) everywhere, stem 7×7 stride 4 pad 2, 3×3 stride 2 pad 1
+    # between stages (no norm after either), pooling 3, LayerScale on both branches
+    return ModelCfg(
+        family="hierarchical",
+        stages=_hier((64, 128, 320, 512), depths, poolformer_mixer()),
+        norm="groupnorm",
+        stem="overlap",
+        downsample="overlap",
+        embed_norm=None,
+        head_norm="groupnorm",
+        layer_scale=layer_scale,
+    )
+
+
+register(
+    "poolformer_s12", _poolformer((2, 2, 6, 2), 1e-5), Reference(_POOLFORMER, _POOLFORMER_SRC, 12, 1.8, 77.2)
+)
+register(
+    "poolformer_s24", _poolformer((4, 4, 12, 4), 1e-5), Reference(_POOLFORMER, _POOLFORMER_SRC, 21, 3.4, 80.3)
+)
+register(
+    "poolformer_s36", _poolformer((6, 6, 18, 6), 1e-6), Reference(_POOLFORMER, _POOLFORMER_SRC, 31, 5.0, 81.4)
+)
+
+_GFNET = "Rao et al., GFNet, NeurIPS 2021"
+_GFNET_SRC = "Table 1; raoyongming/GFNet README (model zoo) and gfnet.py (configs)"
+_GFNET_NOTE = (
+    "FFTs counted as the authors count them (C·N·⌈log₂N⌉ per rfft2/irfft2, raoyongming's "
+    "rfft_flop_jit). GFNet's block wraps filter and MLP in one residual, x + MLP(LN(GF(LN(x)))); "
+    "here they are two residual branches: same parameters and FLOPs, a different function"
+)
+
+
+def _gfnet(dim: int, depth: int) -> ModelCfg:
+    # the isotropic GFNets: patch 16, learned position embedding without class token, LN eps 1e-6
+    return ModelCfg(
+        family="isotropic",
+        stages=(StageCfg(dim, depth, gfnet_mixer(), patch_size=16, channel_mlp_ratio=4.0),),
+        norm="layernorm",
+        norm_eps=1e-6,
+        stem="patch",
+        embed_norm=None,
+        head_norm="layernorm",
+        pos_embed=True,
+    )
+
+
+register(
+    "gfnet_xs",
+    _gfnet(384, 12),
+    Reference(
+        _GFNET, _GFNET_SRC, 16, 2.8, 78.6, note=_GFNET_NOTE + "; the README's 2.8G (the paper prints 2.9G)"
+    ),
+)
+register("gfnet_s", _gfnet(384, 19), Reference(_GFNET, _GFNET_SRC, 25, 4.5, 80.0, note=_GFNET_NOTE))
+register("gfnet_b", _gfnet(512, 19), Reference(_GFNET, _GFNET_SRC, 43, 7.9, 80.7, note=_GFNET_NOTE))
+
+_GMLP = "Liu et al., Pay Attention to MLPs (gMLP), NeurIPS 2021"
+_GMLP_SRC = "Table 2 (ImageNet), Table 1 (d_model, d_ffn, L = 30); timm mlp_mixer.py gmlp_*16_224"
+
+
+def _gmlp(dim: int) -> ModelCfg:
+    # d_ffn = 6·d_model; the block is x + V(SGU(GELU(U(LN x)))), no separate channel MLP
+    return ModelCfg(
+        family="isotropic",
+        stages=(StageCfg(dim, 30, gmlp_mixer(width_ratio=3.0), patch_size=16, channel_mlp_ratio=0.0),),
+        norm="layernorm",
+        norm_eps=1e-6,
+        stem="patch",
+        embed_norm=None,
+        head_norm="layernorm",
+    )
+
+
+register(
+    "gmlp_ti",
+    _gmlp(128),
+    Reference(
+        _GMLP,
+        _GMLP_SRC,
+        6,
+        1.4,
+        72.3,
+        note=(
+            "the printed 1.4G is 5% above the closed form of the paper's own Table 1 architecture "
+            "(d=128, d_ffn=768, L=30, patch 16: 1.33G of products; 1.34G with fvcore's norms, timm's "
+            "gmlp_ti16_224 counts the same); S and B agree within 1.7%; held to the formula"
+        ),
+    ),
+)
+register("gmlp_s", _gmlp(256), Reference(_GMLP, _GMLP_SRC, 20, 4.5, 79.6))
+register("gmlp_b", _gmlp(512), Reference(_GMLP, _GMLP_SRC, 73, 15.8, 81.6))
+
+_CYCLE = "Chen et al., CycleMLP, ICLR 2022"
+_CYCLE_SRC = "Table 2; ShoufaChen/CycleMLP README (model zoo) and cycle_mlp.py (configs)"
+
+
+def _cyclemlp(depths: tuple[int, ...]) -> ModelCfg:
+    # stem 7×7 stride 4 pad 2, 3×3 stride 2 pad 1 between stages, LayerNorm, mlp ratio 4
+    return ModelCfg(
+        family="hierarchical",
+        stages=_hier((64, 128, 320, 512), depths, cyclemlp_mixer()),
+        norm="layernorm",
+        stem="overlap",
+        downsample="overlap",
+        embed_norm=None,
+        head_norm="layernorm",
+    )
+
+
+register("cyclemlp_b1", _cyclemlp((2, 2, 4, 2)), Reference(_CYCLE, _CYCLE_SRC, 15, 2.1, 78.9))
+register("cyclemlp_b2", _cyclemlp((2, 3, 10, 3)), Reference(_CYCLE, _CYCLE_SRC, 27, 3.9, 81.6))
+
+_VIP = "Hou et al., Vision Permutator, TPAMI 2022"
+_VIP_SRC = "Table 2; houqb/VisionPermutator README (params, top-1) and models/vip.py (configs)"
+
+
+def _vip(dims: tuple[int, int], depths: tuple[int, int]) -> ModelCfg:
+    # ViP's four "stages" are two resolutions: 7×7 patches at 32×32, then a 2×2 stride-2 conv to
+    # 16×16 (its stages without transition add nothing); segments = map side, so H·S = C
+    return ModelCfg(
+        family="hierarchical",
+        stages=_hier(dims, depths, vip_mixer(), patch_sizes=(7, 2), ratios=3.0),
+        norm="layernorm",
+        stem="patch",
+        downsample="patch",
+        embed_norm=None,
+        head_norm="layernorm",
+    )
+
+
+register("vip_s7", _vip((192, 384), (4, 14)), Reference(_VIP, _VIP_SRC, 25, 6.9, 81.5))
+register("vip_m7", _vip((256, 512), (7, 17)), Reference(_VIP, _VIP_SRC, 55, 16.3, 82.7))
+
+_CONVMIXER = "Trockman & Kolter, Patches Are All You Need? (ConvMixer), TMLR 2023"
+_CONVMIXER_SRC = "Table 1; locuslab/convmixer README and convmixer.py"
+
+
+def _convmixer(dim: int, depth: int, kernel_size: int, act: str) -> ModelCfg:
+    # stem p×p conv → act → BN; block x + BN(act(dw(x))) then BN(act(pw(x))); pool, linear
+    return ModelCfg(
+        family="isotropic",
+        stages=(StageCfg(dim, depth, convmixer_mixer(kernel_size=kernel_size, act=act), patch_size=7),),
+        norm="batchnorm",
+        stem="patch",
+        embed_act=act,
+        embed_norm="batchnorm",
+        head_norm=None,
+        channel_mlp_act=act,
+        block="convmixer",
+    )
+
+
+_CONVMIXER_NOTE = "FLOPs not published (Table 1 gives parameters and throughput)"
+register(
+    "convmixer_1536_20",
+    _convmixer(1536, 20, 9, "gelu"),
+    Reference(_CONVMIXER, _CONVMIXER_SRC, 51.6, None, 81.37, note=_CONVMIXER_NOTE),
+)
+register(
+    "convmixer_768_32",
+    _convmixer(768, 32, 7, "relu"),
+    Reference(
+        _CONVMIXER,
+        _CONVMIXER_SRC,
+        21.1,
+        None,
+        80.16,
+        note=_CONVMIXER_NOTE + "; the released 768/32 uses ReLU, not GELU (README)",
+    ),
 )

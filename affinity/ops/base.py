@@ -17,7 +17,13 @@ v[b, c, j] (+ offset[b, c, i])``. Two paths compute it:
   (and the data, for dynamic affinities).
 
 ``offset(x)`` is the affine part (ResMLP's token-FC bias), ``None`` for purely linear
-affinities. ``reference(v, x)`` computes the output from ``materialize`` with one einsum;
+affinities.
+
+Channel blocks: an affinity whose matrix also mixes the channels inside consecutive blocks of
+``k = channel_block`` channels (Vision Permutator's Permute-MLP mixes the S channels of a
+segment with the tokens along one axis) materializes ``(B or 1, C/k or 1, k·N_out, k·N_in)``
+over (channel-in-block, token) pairs, index ``s·N + i``; ``k = 1`` (every other affinity) is
+the per-channel matrix above. ``reference(v, x)`` computes the output from ``materialize`` with one einsum;
 the conformance tests prove ``forward == reference``.
 """
 
@@ -58,6 +64,8 @@ class Affinity(nn.Module, ABC):
     dynamic: ClassVar[bool] = False
     #: Paper and equation, one line, shown by ``affinity affinities``.
     paper: ClassVar[str] = ""
+    #: channels coupled by the matrix (see the module docstring); 1: a matrix per channel.
+    channel_block: int = 1
 
     @abstractmethod
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
@@ -79,11 +87,13 @@ class Affinity(nn.Module, ABC):
         """Slow exact path: ``einsum('bcij,bcj->bci', materialize(x), v)`` (+ offset)."""
         x = v if x is None else x
         a = self.materialize(x)
-        out = torch.einsum("bcij,bcj->bci", a.expand(v.shape[0], v.shape[1], -1, -1), v.flatten(2))
+        b, c, k = v.shape[0], v.shape[1], self.channel_block
+        flat = v.reshape(b, c // k, k * v.shape[2] * v.shape[3])  # (B, C/k, k·N): block-major
+        out = torch.einsum("bcij,bcj->bci", a.expand(b, c // k, -1, -1), flat).reshape(b, c, -1)
         off = self.offset(x)
         if off is not None:
             out = out + off
-        return out.reshape(v.shape[0], v.shape[1], *self.out_hw(v.shape[2], v.shape[3]))
+        return out.reshape(b, c, *self.out_hw(v.shape[2], v.shape[3]))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, dynamic={self.dynamic}"

@@ -6,10 +6,12 @@ form (``to_dict`` / ``from_dict``) is what YAML files hold.
 
 The mixer computes, in the (B, C, H, W) layout::
 
-    V = proj_in(x)                      # 1x1 (C->C) [-> norm] [-> act], or identity
+    V = proj_in(x)                      # 1x1 (C->D) [-> norm] [-> act] [-> value_norm], or identity
     parallel: U = Σ_b c_b · branch_b(V)  # c_b = α for dynamic branches, β for static ones
     serial:   U = branch_k(...branch_1(V))
-    Y = proj_out(U)                     # [norm ->] 1x1 (C->C), or identity
+    Y = proj_out(U)                     # [norm ->] 1x1 (D->C), or identity
+
+with ``D = width_ratio·C`` (C unless gMLP's wider values ask otherwise).
 
 where ``branch_b(V) = act(proj(norm(A_b(V, x))))`` (norm, projection and activation optional),
 and the residual ``+ X`` is added by the block, not the mixer.
@@ -28,8 +30,10 @@ CONNECTIONS = ("parallel", "serial")
 #: sum: every branch weighted 1; fixed: α (dynamic) and β (static) as given; learnable:
 #: independent α, β learned (per block, or per head with ``coef_per_head``), initialised at
 #: the given values; convex: α = sigmoid(w), β = 1 − α, one w per block initialised at 0
-#: (Container's released code).
-COEFFICIENTS = ("sum", "fixed", "learnable", "convex")
+#: (Container's released code); reweight: per image and channel, softmax over the branches of
+#: an MLP C -> C/4 -> C·n_branches of the branches' summed, token-averaged output (the split
+#: attention of CycleMLP and Vision Permutator, ``reweight``).
+COEFFICIENTS = ("sum", "fixed", "learnable", "convex", "reweight")
 NORMS = ("groupnorm", "layernorm", "batchnorm", None)
 ACTIVATIONS = ("gelu", "relu", None)
 #: per-branch norms after the affinity: ``batchnorm`` is BatchNorm2d over the C channels;
@@ -94,6 +98,11 @@ class MixerCfg:
         proj_out: the output projection ``W`` (1x1, C->C); off: identity.
         proj_out_norm: norm before the output projection (AS-MLP: ``groupnorm``).
         proj_bias: biases on the 1x1 projections.
+        width_ratio: channels of V over the mixer's C (gMLP's values: 3); the input projection
+            maps C to ``round(width_ratio·C)`` and the output projection back (both needed
+            when it is not 1).
+        value_norm: a norm on V after the input projection's activation (gMLP's LayerNorm on
+            Z₂; AS-MLP's ``proj_in_norm`` comes before the activation).
     """
 
     branches: tuple[BranchCfg, ...]
@@ -108,24 +117,43 @@ class MixerCfg:
     proj_out: bool = True
     proj_out_norm: str | None = None
     proj_bias: bool = True
+    width_ratio: float = 1.0
+    value_norm: str | None = None
 
     def __post_init__(self) -> None:
         if not self.branches:
             raise ConfigError("branches=[] is not allowed: a mixer needs at least one branch")
+        if self.coefficients == "reweight" and self.connection != "parallel":
+            raise ConfigError(
+                "coefficients='reweight' is not allowed with connection='serial': parallel only"
+            )
+        ratio = self.width_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or ratio <= 0:
+            raise ConfigError(f"width_ratio={ratio!r} is not allowed: a number > 0")
+        if ratio != 1 and not (self.proj_in and self.proj_out):
+            raise ConfigError(
+                f"width_ratio={ratio!r} is not allowed without proj_in and proj_out: they change the width"
+            )
         checks = (
             ("connection", self.connection, CONNECTIONS),
             ("coefficients", self.coefficients, COEFFICIENTS),
             ("proj_in_norm", self.proj_in_norm, NORMS),
             ("proj_out_norm", self.proj_out_norm, NORMS),
             ("proj_in_act", self.proj_in_act, ACTIVATIONS),
+            ("value_norm", self.value_norm, NORMS),
         )
         for name, value, allowed in checks:
             if value not in allowed:
                 raise ConfigError(f"{name}={value!r} is not allowed: one of {allowed}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The dict form; ``width_ratio`` and ``value_norm`` only when set, so configs without
+        them keep their old dict (and their fingerprint / config hash)."""
         out = dataclasses.asdict(self)
         out["branches"] = [b.to_dict() for b in self.branches]
+        for key, default in (("width_ratio", 1.0), ("value_norm", None)):
+            if out[key] == default:
+                del out[key]
         return out
 
     @classmethod

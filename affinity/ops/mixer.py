@@ -53,17 +53,27 @@ def make_act(name: str | None) -> nn.Module:
     raise ConfigError(f"act={name!r} is not allowed: one of gelu, relu, None")
 
 
-def build_affinity(branch: BranchCfg, *, dim: int, hw: tuple[int, int] | None, where: str) -> Affinity:
-    """The branch's affinity; unknown or reserved parameters name their path."""
+def build_affinity(
+    branch: BranchCfg, *, dim: int, hw: tuple[int, int] | None, where: str, dim_x: int | None = None
+) -> Affinity:
+    """The branch's affinity; unknown or reserved parameters name their path.
+
+    ``dim_x`` (the mixer input's channels, when V is wider or narrower) goes to affinities
+    that read ``x`` through their own projection (attention, spatial gating).
+    """
     cls = AFFINITIES.get(branch.affinity)
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "dim", "hw")]
+    signature = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in signature if p not in ("self", "dim", "hw")]
     for key in branch.params:
         if key not in allowed:
             raise ConfigError(
                 f"{where}.params.{key} is not a parameter of affinity {branch.affinity!r}: "
                 f"allowed {allowed} (dim and hw come from the mixer)"
             )
-    return cls(dim=dim, hw=hw, **dict(branch.params))
+    params = dict(branch.params)
+    if dim_x is not None and dim_x != dim and "dim_x" in signature:
+        params.setdefault("dim_x", dim_x)
+    return cls(dim=dim, hw=hw, **params)
 
 
 class SharedBatchNorm2d(nn.BatchNorm2d):
@@ -202,6 +212,9 @@ class ContextAggregation(nn.Module):
         proj_out: the output 1x1 conv ``W``; off: identity.
         proj_out_norm: norm before the output projection.
         proj_bias: biases on the input and output 1x1 convs.
+        width_ratio: V has ``round(width_ratio·dim)`` channels (gMLP); the projections map to
+            and from that width.
+        value_norm: a norm on V after the input projection's activation (gMLP).
     """
 
     def __init__(
@@ -221,6 +234,8 @@ class ContextAggregation(nn.Module):
         proj_out: bool = True,
         proj_out_norm: str | None = None,
         proj_bias: bool = True,
+        width_ratio: float = 1.0,
+        value_norm: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
@@ -243,19 +258,24 @@ class ContextAggregation(nn.Module):
             proj_out=proj_out,
             proj_out_norm=proj_out_norm,
             proj_bias=proj_bias,
+            width_ratio=width_ratio,
+            value_norm=value_norm,
         )
         self.cfg = cfg
         self.dim = dim
         self.hw = tuple(hw) if hw is not None else None
+        width = max(1, round(width_ratio * dim))
+        self.width = width
         self.proj_in = nn.Sequential(
-            nn.Conv2d(dim, dim, 1, bias=proj_bias) if proj_in else nn.Identity(),
-            make_norm(proj_in_norm, dim),
+            nn.Conv2d(dim, width, 1, bias=proj_bias) if proj_in else nn.Identity(),
+            make_norm(proj_in_norm, width),
             make_act(proj_in_act),
+            make_norm(value_norm, width),
         )
         self.branches = nn.ModuleList(
             Branch(
-                build_affinity(b, dim=dim, hw=hw, where=f"branches[{i}]"),
-                dim=dim,
+                build_affinity(b, dim=width, hw=hw, where=f"branches[{i}]", dim_x=dim),
+                dim=width,
                 proj=b.proj,
                 act=b.act,
                 norm=b.norm,
@@ -264,8 +284,8 @@ class ContextAggregation(nn.Module):
             for i, b in enumerate(cfg.branches)
         )
         self.proj_out = nn.Sequential(
-            make_norm(proj_out_norm, dim),
-            nn.Conv2d(dim, dim, 1, bias=proj_bias) if proj_out else nn.Identity(),
+            make_norm(proj_out_norm, width),
+            nn.Conv2d(width, dim, 1, bias=proj_bias) if proj_out else nn.Identity(),
         )
         self.heads = self._coefficient_heads() if coef_per_head else 1
         n = self.heads
@@ -274,6 +294,11 @@ class ContextAggregation(nn.Module):
             self.beta = nn.Parameter(torch.full((n,), float(beta)))
         elif coefficients == "convex":
             self.w = nn.Parameter(torch.zeros(n))
+        elif coefficients == "reweight":
+            nb = len(cfg.branches)
+            self.reweight = nn.Sequential(
+                nn.Linear(width, max(1, width // 4)), nn.GELU(), nn.Linear(max(1, width // 4), width * nb)
+            )
         if hw is not None and connection == "parallel":
             shapes = {b.affinity.out_hw(*hw) for b in self._branches()}
             if len(shapes) > 1:
@@ -303,7 +328,7 @@ class ContextAggregation(nn.Module):
     def coefficient(self, dynamic: bool) -> Tensor | None:
         """The coefficient of dynamic (α) or static (β) branches, (1, C or 1, 1, 1); None for sum."""
         mode = self.cfg.coefficients
-        if mode == "sum":
+        if mode in ("sum", "reweight"):  # reweight: per image, computed in forward
             return None
         if mode == "fixed":  # kept as float64 so a float64 mixer sees the exact value
             return torch.tensor(self.cfg.alpha if dynamic else self.cfg.beta, dtype=torch.float64).view(
@@ -319,7 +344,8 @@ class ContextAggregation(nn.Module):
         return c.view(1, -1, 1, 1)
 
     def branch_coefficients(self) -> list[Tensor]:
-        """Each branch's coefficient as a (C or 1,) tensor (ones for ``sum``), for reports."""
+        """Each branch's coefficient as a (C or 1,) tensor (ones for ``sum``; ones for
+        ``reweight`` too, whose weights depend on the image), for reports."""
         out = []
         for b in self._branches():
             c = self.coefficient(type(b.affinity).dynamic)
@@ -346,14 +372,18 @@ class ContextAggregation(nn.Module):
         return (
             cfg.proj_in_norm is None
             and cfg.proj_in_act is None
+            and cfg.value_norm is None
             and cfg.proj_out_norm is None
-            and all(b.linear for b in self._branches())
+            and cfg.coefficients != "reweight"  # weights computed from V: not linear in it
+            and all(b.linear and b.affinity.channel_block == 1 for b in self._branches())
         )
 
     def forward(self, x: Tensor) -> Tensor:
         v = self.proj_in(x)  # (B, C, H, W)
-        if self.cfg.connection == "parallel":
-            u: Tensor | None = None
+        u: Tensor | None = None
+        if self.cfg.connection == "parallel" and self.cfg.coefficients == "reweight":
+            u = self._reweighted([b(v, x) for b in self._branches()])
+        elif self.cfg.connection == "parallel":
             for b in self._branches():
                 y = self._scaled(b, b(v, x))
                 u = y if u is None else u + y
@@ -363,6 +393,17 @@ class ContextAggregation(nn.Module):
             for b in self._branches():
                 u = self._scaled(b, b(u, x))
         return self.proj_out(u)
+
+    def _reweighted(self, ys: list[Tensor]) -> Tensor:
+        """``Σ_k a_k ⊙ y_k`` with ``a = softmax_k(MLP(mean_tokens(Σ_k y_k)))`` per image and
+        channel (CycleMLP / ViP ``reweight``; the MLP's outputs are laid out (C, branches))."""
+        b, c = ys[0].shape[:2]
+        pooled = torch.stack(ys).sum(0).mean(dim=(2, 3))  # (B, C)
+        a = self.reweight(pooled).reshape(b, c, len(ys)).permute(2, 0, 1).softmax(dim=0)  # (n, B, C)
+        out = ys[0] * a[0, :, :, None, None]
+        for k in range(1, len(ys)):
+            out = out + ys[k] * a[k, :, :, None, None]
+        return out
 
     def _scaled(self, branch: Branch, y: Tensor) -> Tensor:
         c = self.coefficient(type(branch.affinity).dynamic)
@@ -383,7 +424,8 @@ class ContextAggregation(nn.Module):
         if not self.is_linear:
             raise ConfigError(
                 "materialize is not allowed for this mixer: it is not linear in V (norms or "
-                "activations around V, branch norms, projections or activations, or affinity biases)"
+                "activations around V, branch norms, projections or activations, affinity biases, "
+                "reweighting, or an affinity that mixes channels)"
             )
         total: Tensor | None = None
         for b in self._branches():

@@ -41,6 +41,14 @@ def s2mlp_formula_params(p: int, c: int, n: int, r: int) -> float:
     return (3 * p * p + 1) * c + n * (c * c * (2 * r + 2) + c * (3 + r))
 
 
+def gmlp_formula_flops(d: int, d_ffn: int, layers: int = 30, patch: int = 16, img: int = 224) -> int:
+    """gMLP's products (Liu et al. 2021, Table 1 architecture): patch embedding, then per block
+    U (d -> d_ffn), the spatial matrix (N×N on d_ffn/2 channels) and V (d_ffn/2 -> d); head."""
+    n = (img // patch) ** 2
+    block = n * d * d_ffn + (d_ffn // 2) * n * n + n * (d_ffn // 2) * d
+    return n * 3 * patch * patch * d + layers * block + d * 1000
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_params_and_flops_match_published(name: str) -> None:
     torch.set_num_threads(1)
@@ -55,6 +63,13 @@ def test_params_and_flops_match_published(name: str) -> None:
         assert abs(formula / 1e6 - 53.5) < 0.05
         assert abs(mine_params - formula) / formula < TOLERANCE
         assert abs(mine_params / 1e6 - ref.params_m) / ref.params_m > TOLERANCE  # the disagreement is real
+    elif name == "gmlp_ti":
+        # printed 1.4G; its Table 1 architecture costs 1.33G of products: held to the formula
+        assert "formula" in ref.note and ref.params_m and ref.gflops
+        formula = gmlp_formula_flops(128, 768)
+        assert abs(flops - formula) / formula < TOLERANCE, (flops, formula)
+        assert (ref.gflops - formula / 1e9) / ref.gflops > TOLERANCE  # the disagreement is real
+        assert abs(mine_params / 1e6 - ref.params_m) / ref.params_m < TOLERANCE
     elif name == "container_pam":
         # published as "DeiT-S + about 2.8M": the per-head static affinity over 1+N tokens
         deit, _, deit_flops = _figures("deit_s")
@@ -97,6 +112,9 @@ def test_registry_holds_every_required_variant() -> None:
         "resmlp_s12", "resmlp_s24", "resmlp_s36", "resmlp_b24", "resmlp_b24_8",
         "repmlpnet_t224", "repmlpnet_b224", "container_light", "container", "container_pam",
         "deit_s", "swin_t",
+        "poolformer_s12", "poolformer_s24", "poolformer_s36", "gfnet_xs", "gfnet_s", "gfnet_b",
+        "gmlp_ti", "gmlp_s", "gmlp_b", "cyclemlp_b1", "cyclemlp_b2", "vip_s7", "vip_m7",
+        "convmixer_768_32", "convmixer_1536_20",
     }  # fmt: skip
     assert required <= set(list_models())
     assert list_models("as_mlp*") == ["as_mlp_b", "as_mlp_mobile", "as_mlp_s", "as_mlp_t"]

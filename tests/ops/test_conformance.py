@@ -64,6 +64,20 @@ FACTORIES: dict[str, Callable[[int, int, int], list[Kwargs]]] = {
         {"out_tokens": 3},
     ],
     "attention": _attention,
+    "pooling": lambda c, h, w: [{}, {"pool_size": 5}, {"pool_size": 1}],
+    "global_filter": lambda c, h, w: [{}],
+    "cycle_shift": lambda c, h, w: [
+        {"axis": "w"},
+        {"axis": "h"},
+        {"kernel_size": 5, "axis": "w"},
+        {"kernel_size": 2, "axis": "h"},
+    ],
+    "spatial_gating": lambda c, h, w: [{}],
+    "permute_mlp": lambda c, h, w: [
+        {"axis": "h", "segment_dim": c},  # one channel a segment: the axial token MLP W_h ⊗ I
+        {"axis": "w", "segment_dim": _smallest_divisor(c), "bias": True},
+        {"axis": "h", "segment_dim": 1},  # one segment: every channel mixed with the tokens along H
+    ],
 }
 
 # (B, C, H, W): odd and even sides, H != W, C not divisible by 4 or 5, batch > 1.
@@ -124,7 +138,9 @@ def test_fast_path_equals_matrix(name: str, kwargs: Kwargs, shape: tuple[int, in
     assert out.shape == (b, c, *aff.out_hw(h, w))
     a = aff.materialize(x)
     n_out = math.prod(aff.out_hw(h, w))
-    assert a.dim() == 4 and a.shape[0] in (1, b) and a.shape[1] in (1, c) and a.shape[2:] == (n_out, h * w)
+    k = aff.channel_block  # channels coupled by the matrix (Permute-MLP's segment), else 1
+    assert a.dim() == 4 and a.shape[0] in (1, b) and a.shape[1] in (1, c // k)
+    assert a.shape[2:] == (k * n_out, k * h * w)
     torch.testing.assert_close(out, aff.reference(v, x), atol=1e-10, rtol=0)
     assert torch.equal(aff(v, x), out)  # deterministic
 

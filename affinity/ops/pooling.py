@@ -1,0 +1,61 @@
+"""PoolFormer's pooling token mixer as a static affinity: average pooling minus the identity."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from affinity.errors import check, check_int
+from affinity.ops._common import check_hw, check_map
+from affinity.ops.base import Affinity, register_affinity
+
+
+def window_average(size: int, pool_size: int, like: Tensor) -> Tensor:
+    """(size, size) matrix of a 1-D average over ``pool_size`` neighbours, padding not counted.
+
+    Row ``i`` holds ``1 / |window(i) ∩ [0, size)|`` on the positions of its window.
+    """
+    i = torch.arange(size, device=like.device)
+    band = ((i[:, None] - i[None, :]).abs() <= pool_size // 2).to(like.dtype)
+    return band / band.sum(1, keepdim=True)
+
+
+@register_affinity("pooling")
+class Pooling(Affinity):
+    """PoolFormer's token mixer (Yu et al., "MetaFormer Is Actually What You Need for Vision",
+    CVPR 2022, eq. 4; sail-sg/poolformer ``Pooling``): ``T' = AvgPool(T) − T``.
+
+    A static affinity ``A = P − I`` shared by every channel: ``P[i, j] = 1/|W(i)|`` for the
+    tokens ``j`` of the ``k×k`` window ``W(i)`` around ``i`` that lie inside the map
+    (``count_include_pad=False``: border rows average fewer tokens, each with a larger weight),
+    and ``P = P_H ⊗ P_W`` since the window and its count factor over the axes. The identity is
+    subtracted because the block adds its residual (``x + (P − I)·x = P·x``).
+
+    Args:
+        dim: channels of ``v``.
+        hw: unused (any map size).
+        pool_size: odd window side k ≥ 1 (3 in every PoolFormer).
+    """
+
+    paper = "Pooling (PoolFormer, Yu et al., CVPR 2022, eq. 4): A = P_H ⊗ P_W − I, AvgPool without padding"
+
+    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None, pool_size: int = 3) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        self.pool_size = check_int("pool_size", pool_size, 1, "an odd integer >= 1")
+        check(pool_size % 2 == 1, "pool_size", pool_size, "an odd integer >= 1")
+        check_hw(hw)
+
+    def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        check_map(v, self.dim, self.name)
+        k = self.pool_size
+        return F.avg_pool2d(v, k, 1, k // 2, count_include_pad=False) - v
+
+    def materialize(self, x: Tensor) -> Tensor:
+        h, w = x.shape[2], x.shape[3]
+        p = torch.kron(window_average(h, self.pool_size, x), window_average(w, self.pool_size, x))
+        return (p - torch.eye(h * w, dtype=x.dtype, device=x.device))[None, None]
+
+    def extra_repr(self) -> str:
+        return f"pool_size={self.pool_size}"
