@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,13 +137,22 @@ def test_model_that_cannot_take_the_images(digits16) -> None:
         check_fits(small_net(num_classes=7), in_chans=1, img_size=16, num_classes=10)
 
 
-def test_amp_on_cpu_and_silent_progress_off_a_terminal(digits16, capsys) -> None:
-    m = train(
-        small_net(), digits16, TrainConfig(max_steps=3, amp=True, device="cpu", threads=1), progress=True
-    )
-    assert m.steps == 3 and math.isfinite(m.train_loss)
+def test_amp_on_cpu_and_plain_progress_lines_off_a_terminal(digits16, capsys) -> None:
+    per_epoch = len(digits16.train) // 128
+    cfg = TrainConfig(max_steps=per_epoch + 3, amp=True, device="cpu", threads=1)
+    m = train(small_net(), digits16, cfg, progress=True)
+    assert m.steps == per_epoch + 3 and math.isfinite(m.train_loss)
     captured = capsys.readouterr()
-    assert captured.err == "" and captured.out == ""
+    lines = captured.err.splitlines()
+    assert captured.out == "" and len(lines) == 2, captured.err  # one per epoch, piped
+    for line, record in zip(lines, m.history, strict=True):
+        assert re.fullmatch(
+            rf"\d\d:\d\d:\d\d train epoch {record.epoch}/2: val acc {record.val_acc:.1%} "
+            rf"\(step {record.steps}/{m.steps}, \d+\.\d s\)",
+            line,
+        ), line
+    train(small_net(), digits16, TrainConfig(max_steps=2, device="cpu", threads=1), progress=False)
+    assert capsys.readouterr() == ("", "")  # --quiet
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is absent")

@@ -159,3 +159,31 @@ def test_write_failing_after_training_still_prints_the_result(
     record = json.loads(text)
     assert f"val accuracy {record['metrics']['val_acc']:.2%}" in line and record["metrics"]["steps"] == 18
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == []
+
+
+def test_one_thread_by_default_and_a_line_per_epoch_when_piped(
+    tmp_path: Path, tiny_yaml, monkeypatch
+) -> None:
+    import affinity.train.loop as loop
+
+    original, threads = loop.train, []
+
+    def train(*args, **kwargs):
+        return original(*args, on_step=lambda n: threads.append(torch.get_num_threads()), **kwargs)
+
+    monkeypatch.setattr(loop, "train", train)
+    argv = ["train", str(tiny_yaml), *[a for a in ARGS if a != "--quiet"], "--out", str(tmp_path / "o")]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what torch picks on this 2-core machine, so the test can fail
+    try:
+        result = CliRunner().invoke(cli, argv)  # CliRunner's stderr is not a terminal
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if " train epoch " in line]
+    assert [line.split(" ")[3] for line in lines] == ["1/3:", "2/3:", "3/3:"]
+    assert set(threads) == {1} and len(threads) == 18
+    record = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert record["train_config"]["threads"] == 1
+    quiet = CliRunner().invoke(cli, [*argv, "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""

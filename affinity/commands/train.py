@@ -75,7 +75,6 @@ def command(
     import torch
 
     from affinity._io import check_writable
-    from affinity.commands._options import show_progress
     from affinity.data import load_dataset
     from affinity.flops import count_flops, count_params
     from affinity.models import create_model
@@ -114,7 +113,7 @@ def command(
     say(f"{data.summary()}; {params / 1e6:.3f}M params, {flops / 1e6:.2f}M FLOPs (multiply-adds)", err=True)
 
     with _stop_on_ctrl_c(say) as stop:
-        metrics = train(net, data, cfg, should_stop=stop, resume=state, progress=show_progress(quiet))
+        metrics = train(net, data, cfg, should_stop=stop, resume=state, progress=not quiet)
 
     where = f"at {data.in_chans}×{data.img_size}×{data.img_size}"
     record = {

@@ -1,19 +1,51 @@
-"""Progress of a training run: a rich bar on a terminal, nothing elsewhere."""
+"""Progress of a training run: a rich bar on a terminal, a plain timestamped line per epoch
+when stderr is not one (a batch job, CI, ``tee``), nothing when disabled (``--quiet``)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+#: ``update(advance, epoch, epochs, val_acc)``: ``advance`` steps done; ``val_acc`` is given
+#: once an epoch has been evaluated, None otherwise
+Update = Callable[[int, int, int, "float | None"], None]
+
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int, int, int, float | None], None]]:
-    """A rich bar over all steps showing epoch and val accuracy; a no-op off a terminal."""
-    if not enabled or not sys.stderr.isatty():
+def progress_bar(enabled: bool, total: int) -> Iterator[Update]:
+    """The progress display for a run of ``total`` steps (see the module docstring)."""
+    if not enabled:
         yield lambda advance, epoch, epochs, acc: None
-        return
+    elif not sys.stderr.isatty():
+        yield _lines(total)
+    else:
+        with _bar(total) as update:
+            yield update
+
+
+def _lines(total: int) -> Update:
+    done = 0
+    start = time.perf_counter()
+
+    def update(advance: int, epoch: int, epochs: int, acc: float | None) -> None:
+        nonlocal done
+        done += advance
+        if acc is not None:
+            print(
+                f"{time.strftime('%H:%M:%S')} train epoch {epoch}/{epochs}: val acc {acc:.1%} "
+                f"(step {done}/{total}, {time.perf_counter() - start:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return update
+
+
+@contextlib.contextmanager
+def _bar(total: int) -> Iterator[Update]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

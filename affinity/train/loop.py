@@ -106,7 +106,8 @@ def train(
         resume: the state of an interrupted run of the same model, data and ``cfg``, whose
             weights ``model`` already holds; the run continues from it and ends as the
             uninterrupted run would (bit for bit on the CPU).
-        progress: show a rich progress bar on stderr (only when stderr is a terminal).
+        progress: show progress on stderr: a rich bar on a terminal, else a timestamped line
+            per epoch.
 
     Returns:
         The metrics of the run.
@@ -181,7 +182,7 @@ def train(
             )
 
         with progress_bar(progress, total_steps) as bar:
-            bar(step, state.epoch, epochs, history[-1].val_acc if history else None)
+            bar(step, state.epoch, epochs, None)  # a resumed run starts part way
             for epoch in range(state.epoch, epochs + 1):
                 first = state.batch if epoch == state.epoch else 0
                 if first and state.order is not None:
