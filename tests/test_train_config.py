@@ -187,3 +187,35 @@ def test_a_study_recorded_before_a_budget_key_existed_resumes(tmp_path: Path) ->
     study = optuna.create_study(study_name="old", storage=storage, directions=["maximize", "minimize"])
     study.set_user_attr("affinity", {"objective": "pareto", "training": old, "space": space.name})
     assert create_or_resume("old", storage, space, space.settings).study_name == "old"
+
+
+# -- a model config carrying its run settings (issue 9.2) -------------------------------------
+
+
+def test_train_and_profile_read_the_run_settings_of_a_model_yaml(tmp_path: Path, tiny_cfg) -> None:
+    from affinity.search.settings import parse_settings
+
+    settings = parse_settings(
+        {"dataset": DATA, "img_size": 16, "seed": 4, "budget": {"max_steps": 3, "lr": 0.002}}
+    )
+    path = save_run_config(tiny_cfg, settings.training(), tmp_path / "trial_3.yaml", header="trial 3")
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["train", str(path), "--quiet", "--out", str(tmp_path / "o")]
+    )  # no other flags
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert (record["dataset"], record["img_size"], record["metrics"]["steps"]) == (DATA, 16, 3)
+    expected = dataclasses.replace(settings.budget, device="auto", threads=1).to_dict()
+    assert record["train_config"] == expected  # the search's budget, batch 64 and all
+
+    def profiled(*flags: str) -> dict:
+        out = runner.invoke(cli, ["profile", str(path), "--no-timing", "--format", "json", *flags])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.output)
+
+    got = profiled()
+    assert (got["img_size"], got["in_chans"], got["num_classes"]) == (16, 1, 4)  # synthetic: 1 channel
+    assert got["flops"] == record["flops"]  # the FLOPs train (and the search) counted
+    got = profiled("--img-size", "32", "--num-classes", "7")
+    assert (got["img_size"], got["in_chans"], got["num_classes"]) == (32, 1, 7)
