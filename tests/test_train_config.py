@@ -230,3 +230,17 @@ def test_train_and_profile_read_the_run_settings_of_a_model_yaml(tmp_path: Path,
     assert got["flops"] == record["flops"]  # the FLOPs train (and the search) counted
     got = profiled("--img-size", "32", "--num-classes", "7")
     assert (got["img_size"], got["in_chans"], got["num_classes"]) == (32, 1, 7)
+
+
+def test_train_help_reads_the_declaration_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, sys\n"
+        "from affinity.cli import main\n"
+        "with contextlib.suppress(SystemExit): main(['train', '--help'])\n"
+        "print('TORCH' if 'torch' in sys.modules else 'LIGHT')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--batch-size" in out and out.strip().endswith("LIGHT")
