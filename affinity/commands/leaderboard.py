@@ -33,10 +33,10 @@ def command(
     from affinity.errors import StudyError
     from affinity.search.leaderboard import build_leaderboard
     from affinity.search.render import leaderboard_table
-    from affinity.search.runner import _quiet_optuna
+    from affinity.search.runner import quiet_optuna
     from affinity.search.study import load_study
 
-    _quiet_optuna()
+    quiet_optuna()
     if top is not None and top < 1:
         raise StudyError(f"--top: {top} is not allowed; allowed: an integer >= 1")
     board = build_leaderboard(load_study(study, storage, out=out))

@@ -67,11 +67,11 @@ def command(
     from affinity.commands._options import resolve_device, show_progress
     from affinity.errors import StudyError
     from affinity.search.render import console as make_console
-    from affinity.search.runner import _quiet_optuna
+    from affinity.search.runner import quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
     from affinity.search.study import grid_size
 
-    _quiet_optuna()
+    quiet_optuna()
     if threads is not None and threads < 1:
         raise StudyError(f"--threads: {threads} is not allowed; allowed: an integer >= 1")
     space = load_space(space_name)

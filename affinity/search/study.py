@@ -266,20 +266,30 @@ def _alive(pid: int) -> bool:
 
 
 def reap_stale(study: optuna.Study) -> int:
-    """Mark RUNNING trials of dead workers on this machine as FAIL/interrupted and queue their
-    configurations to be evaluated again."""
+    """Mark the RUNNING trials of dead workers FAIL/interrupted and queue their configurations
+    to be evaluated again; returns how many this call reaped.
+
+    A worker is dead when, on this machine, its PID is gone, or, on any machine, its trial's
+    heartbeat is older than the storage's grace period (an RDB storage opened with
+    ``heartbeat``; see ``open_storage``). Two workers reaping at once reap each trial once.
+    """
     from optuna.trial import TrialState
 
+    from affinity.search._storage import fail_running, heartbeat_stale, trial_id
+
+    stale = set(heartbeat_stale(study))
     reaped = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") == HOST and isinstance(pid, int) and not _alive(pid):
-            with contextlib.suppress(Exception):  # another worker may reap it first
-                study._storage.set_trial_user_attr(t._trial_id, "status", "interrupted")
-                study._storage.set_trial_user_attr(t._trial_id, "reason", "its worker process died")
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                requeue(study, t.number)
-                reaped += 1
+        if trial_id(t) in stale:
+            reason = "its worker stopped sending heartbeats (killed, or cut off from the database)"
+        elif t.user_attrs.get("host") == HOST and isinstance(pid, int) and not _alive(pid):
+            reason = "its worker process died"
+        else:
+            continue
+        if fail_running(study, trial_id(t), {"status": "interrupted", "reason": reason}):
+            requeue(study, t.number)
+            reaped += 1
     return reaped
 
 

@@ -1,0 +1,93 @@
+"""The live display of a search: trial n of N, best accuracy, front size, elapsed and
+remaining time (rich, on a terminal), and the summary it shows."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["Display", "Summary", "summarise"]
+
+
+@dataclass
+class Summary:
+    """The live state the display shows (updated after each trial and epoch)."""
+
+    target: int
+    done_before: int
+    done: int = 0
+    running: int = 0
+    best_acc: float | None = None
+    front: int = 0
+    started: float = field(default_factory=time.monotonic)
+    current: str = ""
+
+    def remaining_s(self) -> float | None:
+        new = self.done - self.done_before
+        if new <= 0:
+            return None
+        return (time.monotonic() - self.started) / new * max(0, self.target - self.done)
+
+
+def summarise(study: optuna.Study, summary: Summary) -> None:
+    from affinity.search.leaderboard import build_leaderboard
+    from affinity.search.study import counted
+
+    trials = study.get_trials(deepcopy=False)
+    summary.done, summary.running = counted(trials)
+    board = build_leaderboard(study)
+    accs = board.loc[board["state"] == "COMPLETE", "val_acc"].dropna()
+    summary.best_acc = float(accs.max()) if len(accs) else None
+    summary.front = int(((board["pareto_rank"] == 1) & (board["status"] != "duplicate")).sum())
+
+
+class Display:
+    """The live line: trial n of N, best accuracy, front size, elapsed and remaining time."""
+
+    def __init__(self, summary: Summary, name: str, enabled: bool) -> None:
+        self.summary = summary
+        self.name = name
+        self.enabled = enabled
+        self.live: Any = None
+
+    def __enter__(self) -> Display:
+        if self.enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self, console=Console(stderr=True), refresh_per_second=2, transient=True)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        s = self.summary
+        elapsed = time.monotonic() - s.started
+        rem = s.remaining_s()
+        best = "-" if s.best_acc is None else f"{s.best_acc:.4f}"
+        text = Text()
+        text.append(f"{self.name}: ", style="bold")
+        text.append(f"trial {min(s.done + 1, s.target)} of {s.target}")
+        text.append(f" · best acc {best} · front {s.front} · elapsed {_hms(elapsed)}")
+        text.append(f" · remaining {'~' + _hms(rem) if rem is not None else '-'}")
+        if s.running > 1:
+            text.append(f" · {s.running} running")
+        if s.current:
+            text.append(f"\n  {s.current}", style="dim")
+        return text
+
+
+def _hms(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
