@@ -12,7 +12,8 @@ from affinity.commands._options import format_option
 @format_option
 def command(pattern: str | None, fmt: str) -> None:
     """List registered affinities (optionally those matching a shell PATTERN such as 'a*'):
-    name, dynamic or static, hyperparameters with defaults, and the paper's equation."""
+    name, dynamic or static, hyperparameters with defaults and meaning, and the paper's
+    equation (JSON adds each parameter's type and allowed values)."""
     import csv
     import json
     import sys
@@ -30,11 +31,13 @@ def command(pattern: str | None, fmt: str) -> None:
             writer.writerow([r.name, r.kind, " ".join(r.params), r.paper])
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} affinities")
     for col in ("name", "kind", "parameters", "paper"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r.name, r.kind, "\n".join(r.params) or "-", r.paper)
+    for r in rows:  # escaped: an equation's [c,i] is data, not rich markup
+        params = "\n".join(f"{p}: {d['help']}" for p, d in zip(r.params, r.details)) or "-"
+        table.add_row(r.name, r.kind, escape(params), escape(r.paper))
     Console().print(table)

@@ -1,5 +1,6 @@
-"""Layers around the token mixers, all in the (B, C, H, W) layout: norms, LayerScale,
-DropPath, the channel MLP, RepMLPNet's global perceptron, and the patch embeddings.
+"""Layers around the token mixers, all in the (B, C, H, W) layout: LayerScale, DropPath,
+the channel MLP, RepMLPNet's global perceptron, and the patch embeddings (the norms and
+activations are ``affinity.ops.layers``', shared with the mixers).
 
 None of these mixes tokens: every token mixer is a ``ContextAggregation`` (affinity.ops).
 """
@@ -10,55 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from affinity.ops.layers import Affine, LayerNorm2d, make_act, make_norm
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map (each position normalised alone)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
-class Affine(nn.Module):
-    """ResMLP's norm replacement: per-channel ``α·x + β`` (Touvron et al. 2022, eq. 1).
-
-    Args:
-        dim: channels.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(dim))
-        self.beta = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.alpha[:, None, None] + self.beta[:, None, None]
-
-
-def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
-    """The norm ``kind`` over ``dim`` channels of a (B, C, H, W) map (None: identity).
-
-    Args:
-        kind: ``layernorm`` | ``groupnorm`` (one group, AS-MLP) | ``batchnorm`` | ``affine``.
-        dim: channels.
-        eps: epsilon of the normalising kinds.
-    """
-    if kind is None:
-        return nn.Identity()
-    if kind == "layernorm":
-        return LayerNorm2d(dim, eps=eps)
-    if kind == "groupnorm":
-        return nn.GroupNorm(1, dim, eps=eps)
-    if kind == "batchnorm":
-        return nn.BatchNorm2d(dim, eps=eps)
-    if kind == "affine":
-        return Affine(dim)
-    raise ValueError(f"unknown norm {kind!r}")  # configs are validated before this
-
-
-def make_act(kind: str) -> nn.Module:
-    return nn.GELU() if kind == "gelu" else nn.ReLU()
+__all__ = [
+    "Affine",
+    "ChannelMlp",
+    "ClassTokenPos",
+    "ConvBnRelu",
+    "DropPath",
+    "GlobalPerceptron",
+    "LayerNorm2d",
+    "LayerScale",
+    "PatchEmbed",
+    "PatchMerging",
+    "make_act",
+    "make_norm",
+]
 
 
 class LayerScale(nn.Module):

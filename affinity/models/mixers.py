@@ -63,7 +63,7 @@ def attention_mixer(
     *,
     heads: int,
     qkv_bias: bool = True,
-    window: int | None = None,
+    window_size: int | None = None,
     shift_size: int = 0,
     rel_pos_bias: bool = False,
 ) -> MixerCfg:
@@ -75,13 +75,13 @@ def attention_mixer(
     Args:
         heads: attention heads (divides the stage's channels).
         qkv_bias: biases on the Q, K, V projections.
-        window: window side for windowed attention (Swin), or None for global.
+        window_size: window side for windowed attention (Swin), or None for global.
         shift_size: cyclic shift of the windows (Swin's shifted windows; 0 for none).
         rel_pos_bias: a learned relative position bias added to the logits (Swin).
     """
     params: dict[str, Any] = {"heads": heads, "qkv_bias": qkv_bias}
-    if window is not None:
-        params["window_size"] = window
+    if window_size is not None:
+        params["window_size"] = window_size
         params["shift_size"] = shift_size
     if rel_pos_bias:
         params["rel_pos_bias"] = True
@@ -332,29 +332,7 @@ def convmixer_mixer(*, kernel_size: int = 9, act: str = "gelu") -> MixerCfg:
     )
 
 
-#: preset name -> function, for the search's YAML (``mixer: {preset: as_mlp, shift_size: 7}``)
-PRESETS = {
-    "as_mlp": as_mlp_mixer,
-    "s2mlp": s2mlp_mixer,
-    "attention": attention_mixer,
-    "dwconv": dwconv_mixer,
-    "pos_conv": pos_conv_mixer,
-    "resmlp": resmlp_mixer,
-    "mixer_token_mlp": mixer_token_mlp,
-    "container": container_mixer,
-    "pam": pam_mixer,
-    "repmlp": repmlp_mixer,
-    "identity": identity_mixer,
-    "poolformer": poolformer_mixer,
-    "gfnet": gfnet_mixer,
-    "gmlp": gmlp_mixer,
-    "cyclemlp": cyclemlp_mixer,
-    "vip": vip_mixer,
-    "convmixer": convmixer_mixer,
-}
-
 __all__ = [
-    "PRESETS",
     "as_mlp_mixer",
     "attention_mixer",
     "container_mixer",

@@ -432,9 +432,11 @@ register(
         stages=_hier(
             (96, 192, 384, 768),
             (2, 2, 6, 2),
-            lambda i: attention_mixer(heads=(3, 6, 12, 24)[i], window=7, shift_size=0, rel_pos_bias=True),
+            lambda i: attention_mixer(
+                heads=(3, 6, 12, 24)[i], window_size=7, shift_size=0, rel_pos_bias=True
+            ),
             alt_mixers=lambda i: attention_mixer(
-                heads=(3, 6, 12, 24)[i], window=7, shift_size=3, rel_pos_bias=True
+                heads=(3, 6, 12, 24)[i], window_size=7, shift_size=3, rel_pos_bias=True
             ),
         ),
         norm="layernorm",

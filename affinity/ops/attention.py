@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check, check_int
-from affinity.ops._common import check_hw, check_map
+from affinity.errors import ConfigError, check
+from affinity.ops._common import check_map
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import BOOL, Param, at_least, optional
 
 
 @register_affinity("attention")
@@ -49,26 +52,25 @@ class Attention(Affinity):
         "Self-attention (Vaswani 2017 eq. 1; Swin, Liu et al. 2021, eq. 4): A(X) = softmax(QK^T/sqrt(d) + B)"
     )
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        hw: tuple[int, int] | None = None,
-        heads: int = 1,
-        qkv_bias: bool = True,
-        dim_x: int | None = None,
-        window_size: int | None = None,
-        shift_size: int = 0,
-        rel_pos_bias: bool = False,
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.heads = check_int("heads", heads, 1)
+    params = (
+        Param("heads", 1, at_least(1), "attention heads; divides the stage's dim"),
+        Param("window_size", None, optional(at_least(1), "global attention"), "side of Swin's windows"),
+        Param("qkv_bias", True, BOOL, "biases on the query/key projection"),
+        Param("rel_pos_bias", False, BOOL, "Swin's learned relative position bias (windows only)"),
+        Param("shift_size", 0, at_least(0), "Swin's window shift, < window_size", search=False),
+        Param("dim_x", None, optional(at_least(1), "dim"), "channels of the block input x", search=False),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.hparams
+        heads, shift_size, rel_pos_bias = p["heads"], p["shift_size"], p["rel_pos_bias"]
+        self.heads: int = heads
         check(self.dim % self.heads == 0, "heads", heads, f"a divisor of dim={self.dim}")
         self.head_dim = self.dim // self.heads
-        self.dim_x = self.dim if dim_x is None else check_int("dim_x", dim_x, 1)
-        self.window_size = None if window_size is None else check_int("window_size", window_size, 1)
-        self.shift_size = check_int("shift_size", shift_size, 0)
+        self.dim_x: int = self.dim if p["dim_x"] is None else p["dim_x"]
+        self.window_size: int | None = p["window_size"]
+        self.shift_size: int = shift_size
         if self.window_size is None:
             check(shift_size == 0, "shift_size", shift_size, "0 without window_size (global attention)")
             check(not rel_pos_bias, "rel_pos_bias", rel_pos_bias, "False without window_size")
@@ -79,7 +81,7 @@ class Attention(Affinity):
                 shift_size,
                 f"0 <= shift_size < window_size={self.window_size}",
             )
-        self.qk = nn.Linear(self.dim_x, 2 * self.dim, bias=qkv_bias)
+        self.qk = nn.Linear(self.dim_x, 2 * self.dim, bias=p["qkv_bias"])
         nn.init.trunc_normal_(self.qk.weight, std=0.02)
         if self.qk.bias is not None:
             nn.init.zeros_(self.qk.bias)
@@ -90,9 +92,8 @@ class Attention(Affinity):
             assert w is not None
             self.rel_pos_table = nn.Parameter(torch.empty((2 * w - 1) ** 2, self.heads))
             nn.init.trunc_normal_(self.rel_pos_table, std=0.02)
-        hw = check_hw(hw)
-        if hw is not None:
-            self._window_shift(*hw)
+        if self.given_hw is not None:
+            self._window_shift(*self.given_hw)
 
     def _window_shift(self, h: int, w: int) -> tuple[int, int]:
         """(window, shift) for an h×w map; ConfigError when the map cannot be windowed."""
@@ -207,12 +208,6 @@ class Attention(Affinity):
             logits = logits.masked_fill(~allowed, float("-inf"))
         attn = logits.softmax(-1)  # (B, nh, N, N)
         return attn.repeat_interleave(d, dim=1)  # (B, C, N, N)
-
-    def extra_repr(self) -> str:
-        return (
-            f"dim={self.dim}, heads={self.heads}, window_size={self.window_size}, "
-            f"shift_size={self.shift_size}, rel_pos_bias={self.rel_pos_table is not None}"
-        )
 
 
 def _windows(t: Tensor, ws: int) -> Tensor:

@@ -30,11 +30,16 @@ the conformance tests prove ``forward == reference``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from affinity.errors import ConfigError, check_int
+from affinity.ops._common import check_hw
+from affinity.ops.params import Param, resolve
 from affinity.registry import Registry
 
 AFFINITIES: Registry[type[Affinity]] = Registry("affinity")
@@ -53,9 +58,33 @@ def register_affinity(name: str) -> Any:
 class Affinity(nn.Module, ABC):
     """Base class of all affinities (see the module docstring for the protocol).
 
-    Subclasses take keyword-only constructor arguments: ``dim`` (channels of ``v``), ``hw``
-    (the input map's ``(H, W)``, required by affinities tied to a token count, ignored
-    otherwise) and their own hyperparameters, which they validate at construction,
+    **Adding an affinity** is one file in ``affinity/ops/`` (every public module there is
+    imported, so registration is the decorator) holding one class::
+
+        @register_affinity("pool")
+        class Pool(Affinity):  # docstring: the paper and equation it implements
+            paper = "Pooling (PoolFormer, Yu et al., CVPR 2022): out = avgpool_k(v) - v"
+            params = (Param("pool_size", 3, odd(), "side k of the pooling window"),)
+            layout: ClassVar = {"proj_in": False, "proj_out": False}  # its paper's mixer
+
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**kwargs)  # dim, hw and every declared parameter checked
+                self.pool_size: int = self.hparams["pool_size"]
+
+            def forward(self, v, x=None): ...      # the fast path
+            def materialize(self, x): ...          # the explicit (B|1, C|1, N, N) matrix
+
+    From that declaration alone the affinity is listed by ``affinity affinities``, usable
+    in a ``BranchCfg`` and a model-config YAML, overridable (``--set pool_size=5``), and a
+    search kind of its own name whose parameters are its ``search=True`` params, built as
+    one branch inside ``layout`` (``MixerCfg`` fields). A model-zoo entry
+    (``affinity/models/zoo.py``) is the only other place a published model needs.
+
+    Constructor arguments are keyword-only: ``dim`` (channels of ``v``), ``hw`` (the input
+    map's ``(H, W)``, required by affinities tied to a token count, else optional and used
+    to check map limits early) and the declared hyperparameters. ``Affinity.__init__``
+    checks each against its ``Param`` rule and fills defaults into ``self.hparams``;
+    conditions between parameters, or on ``dim``/``hw``, are the subclass's to check,
     raising ``ConfigError`` that names the parameter, the value and what is allowed.
     """
 
@@ -66,6 +95,30 @@ class Affinity(nn.Module, ABC):
     paper: ClassVar[str] = ""
     #: channels coupled by the matrix (see the module docstring); 1: a matrix per channel.
     channel_block: int = 1
+    #: Its hyperparameters, declared once (see ``affinity.ops.params``).
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: ``MixerCfg`` fields of the mixer its paper puts it in: the search kind of an affinity
+    #: without a published kind in ``affinity.search.kinds`` is one branch inside them.
+    layout: ClassVar[Mapping[str, Any]] = MappingProxyType({})
+
+    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None, **params: Any) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, 1)
+        #: the map size given at construction (None: checked at the first forward)
+        self.given_hw: tuple[int, int] | None = check_hw(hw)
+        #: every declared hyperparameter, given or default
+        self.hparams: dict[str, Any] = resolve(self.params, params, f"affinity {self.name!r}")
+
+    def required_hw(self) -> tuple[int, int]:
+        """The map size given at construction, for an affinity tied to its token count."""
+        if self.given_hw is None:
+            raise ConfigError(f"hw=None is not allowed for {self.name}: give the map size (H, W)")
+        return self.given_hw
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """The declared hyperparameter names (``dim`` and ``hw`` come from the mixer)."""
+        return tuple(p.name for p in cls.params)
 
     @abstractmethod
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
@@ -96,7 +149,8 @@ class Affinity(nn.Module, ABC):
         return out.reshape(b, c, *self.out_hw(v.shape[2], v.shape[3]))
 
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, dynamic={self.dynamic}"
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"name={self.name!r}, dynamic={self.dynamic}" + (f", {shown}" if shown else "")
 
 
 def create_affinity(name: str, **kwargs: Any) -> Affinity:

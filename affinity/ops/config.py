@@ -78,7 +78,7 @@ class BranchCfg:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "branch") -> BranchCfg:
-        return cls(**_fields(cls, data, where))
+        return cls(**fields_from(cls, data, where))
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class MixerCfg:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "mixer") -> MixerCfg:
-        kwargs = _fields(cls, data, where)
+        kwargs = fields_from(cls, data, where)
         branches = kwargs.get("branches")
         if not isinstance(branches, (list, tuple)):
             raise ConfigError(f"{where}.branches={branches!r} is not allowed: a list of branches")
@@ -177,7 +177,7 @@ def _mapping(data: Any, where: str) -> Mapping[str, Any]:
     return data
 
 
-def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+def fields_from(cls: type, data: Any, where: str) -> dict[str, Any]:
     """Keyword arguments of dataclass ``cls`` from ``data``; unknown keys name their path."""
     data = _mapping(data, where)
     known = {f.name for f in dataclasses.fields(cls)}

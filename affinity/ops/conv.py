@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check, check_int
-from affinity.ops._common import PADDINGS, check_choice, check_hw, check_map, source_index
+from affinity.errors import ConfigError, check
+from affinity.ops._common import PADDINGS, check_map, source_index
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import BOOL, Param, at_least, odd, one_of, optional
 
 #: How S kernel sets map onto C channels: ``consecutive`` (channel c uses set c // (C/S), as
 #: heads split channels) or ``interleaved`` (set c mod S: RepMLPNet's released code reshapes
@@ -49,27 +51,37 @@ class DepthwiseConv(Affinity):
 
     paper = "Depthwise conv (Container, Gao et al., NeurIPS 2021): A_static = banded Toeplitz of the kernel"
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        hw: tuple[int, int] | None = None,
-        kernel_size: int = 3,
-        dilation: int = 1,
-        padding: str = "zero",
-        bias: bool = False,
-        share: int | None = None,
-        share_layout: str = "consecutive",
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.kernel_size = check_int("kernel_size", kernel_size, 1, "an odd integer >= 1")
-        check(kernel_size % 2 == 1, "kernel_size", kernel_size, "an odd integer >= 1")
-        self.dilation = check_int("dilation", dilation, 1)
-        self.padding = check_choice("padding", padding, PADDINGS)
-        self.share = self.dim if share is None else check_int("share", share, 1)
-        check(self.dim % self.share == 0, "share", share, f"a divisor of dim={self.dim}")
-        self.share_layout = check_choice("share_layout", share_layout, SHARE_LAYOUTS)
+    params = (
+        Param("kernel_size", 3, odd(), "side k of the kernel"),
+        Param("dilation", 1, at_least(1), "spacing of the kernel's taps"),
+        Param("padding", "zero", one_of(PADDINGS), "what the taps read outside the map"),
+        Param("bias", False, BOOL, "a bias per kernel set (the affinity's offset)"),
+        Param(
+            "share",
+            None,
+            optional(at_least(1), "dim: depthwise"),
+            "kernel sets S, each serving dim/S channels (RepMLP); divides dim",
+            search=False,
+        ),
+        Param(
+            "share_layout",
+            "consecutive",
+            one_of(SHARE_LAYOUTS),
+            "which channels a kernel set serves",
+            search=False,
+        ),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.hparams
+        self.kernel_size: int = p["kernel_size"]
+        self.dilation: int = p["dilation"]
+        self.padding: str = p["padding"]
+        self.share: int = self.dim if p["share"] is None else p["share"]
+        check(self.dim % self.share == 0, "share", p["share"], f"a divisor of dim={self.dim}")
+        self.share_layout: str = p["share_layout"]
+        bias = p["bias"]
         self.pad = (self.kernel_size // 2) * self.dilation
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(self.share, 1, k, k))
@@ -82,9 +94,8 @@ class DepthwiseConv(Affinity):
             self.bias = None
         self._sets: Tensor
         self.register_buffer("_sets", channel_sets(self.dim, self.share, self.share_layout), persistent=False)
-        hw = check_hw(hw)
-        if hw is not None:
-            self._check_size(*hw)
+        if self.given_hw is not None:
+            self._check_size(*self.given_hw)
 
     def _check_size(self, h: int, w: int) -> None:
         limit = {"reflect": ("<", min(h, w) - 1), "circular": ("<=", min(h, w))}.get(self.padding)
@@ -137,9 +148,3 @@ class DepthwiseConv(Affinity):
         b = self.bias.to(x.dtype)
         b = self._per_channel(b) if self.share > 1 else b
         return b[None, :, None].expand(1, -1, n)
-
-    def extra_repr(self) -> str:
-        return (
-            f"kernel_size={self.kernel_size}, dilation={self.dilation}, padding={self.padding!r}, "
-            f"share={self.share}, share_layout={self.share_layout!r}, bias={self.affine}"
-        )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from affinity.errors import check_int
-from affinity.ops._common import check_choice, check_hw, check_map, shift_axis_into
+from affinity.ops._common import check_map, shift_axis_into
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import Param, at_least, one_of
 from affinity.ops.shift import AXES, _axis_matrix
 
 
@@ -36,14 +38,15 @@ class CycleShift(Affinity):
         "out[c,i] = v[c, i + ((c + k//2) mod k) - k//2]"
     )
 
-    def __init__(
-        self, *, dim: int, hw: tuple[int, int] | None = None, kernel_size: int = 3, axis: str = "w"
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.kernel_size = check_int("kernel_size", kernel_size, 1)
-        self.axis = check_choice("axis", axis, AXES)
-        check_hw(hw)
+    params = (
+        Param("kernel_size", 3, at_least(1), "length k of the pseudo-kernel: channel c moves by its offset"),
+        Param("axis", "w", one_of(AXES), "the axis sampled (CycleMLP: one branch each)", search=False),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel_size: int = self.hparams["kernel_size"]
+        self.axis: str = self.hparams["axis"]
         k = self.kernel_size
         #: the offset δ of channels c ≡ r (mod k), for r = 0..k-1
         self.offsets = [((r + k // 2) % k) - k // 2 for r in range(k)]
@@ -61,6 +64,3 @@ class CycleShift(Affinity):
         h, w = x.shape[2], x.shape[3]
         mats = [_axis_matrix(-delta, h, w, self.axis, "zero", x) for delta in self.offsets]
         return torch.stack([mats[c % self.kernel_size] for c in range(self.dim)])[None]
-
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, axis={self.axis!r}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check_int
-from affinity.ops._common import check_hw, check_map
+from affinity.errors import ConfigError
+from affinity.ops._common import check_map
 from affinity.ops.base import Affinity, register_affinity
 
 
@@ -36,13 +39,11 @@ class GlobalFilter(Affinity):
         "A_c = circulant(irfft2(K_c)), X' = F^-1[K ⊙ F[X]]"
     )
 
-    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        checked = check_hw(hw)
-        if checked is None:
-            raise ConfigError("hw=None is not allowed for global_filter: give the map size (H, W)")
-        self.hw = checked
+    layout: ClassVar[Mapping[str, Any]] = {"proj_in": False, "proj_out": False}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hw: tuple[int, int] = self.required_hw()  # the filter is tied to the map
         h, w = self.hw
         self.complex_weight = nn.Parameter(torch.randn(h, w // 2 + 1, self.dim, 2) * 0.02)
 
@@ -77,6 +78,3 @@ class GlobalFilter(Affinity):
         dw = (torch.arange(w, device=x.device)[:, None] - torch.arange(w, device=x.device)[None, :]) % w
         idx = (dh[:, None, :, None] * w + dw[None, :, None, :]).reshape(-1)  # (h, w, h', w') flat
         return g[:, idx].reshape(1, self.dim, h * w, h * w)
-
-    def extra_repr(self) -> str:
-        return f"hw={self.hw}"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check_int
-from affinity.ops._common import check_hw
+from affinity.errors import ConfigError
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import Param, at_least, optional
 
 
 @register_affinity("spatial_gating")
@@ -35,14 +38,20 @@ class SpatialGating(Affinity):
         "Spatial gating (gMLP, Liu et al., NeurIPS 2021, eq. 2-4): A(X) = diag(GELU(X·U_1))·W, offset z_1 ⊙ b"
     )
 
-    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None, dim_x: int | None = None) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.dim_x = self.dim if dim_x is None else check_int("dim_x", dim_x, 1)
-        checked = check_hw(hw)
-        if checked is None:
-            raise ConfigError("hw=None is not allowed for spatial_gating: give the map size (H, W)")
-        self.hw = checked
+    params = (
+        Param("dim_x", None, optional(at_least(1), "dim"), "channels of the block input x", search=False),
+    )
+    #: gMLP's block body around it (``gmlp_mixer``): V = LN(GELU(x·U_2)), 3x wider
+    layout: ClassVar[Mapping[str, Any]] = {
+        "proj_in_act": "gelu",
+        "value_norm": "layernorm",
+        "width_ratio": 3.0,
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dim_x: int = self.dim if self.hparams["dim_x"] is None else self.hparams["dim_x"]
+        self.hw: tuple[int, int] = self.required_hw()  # W is tied to the token count
         n = self.hw[0] * self.hw[1]
         self.gate = nn.Linear(self.dim_x, self.dim)
         nn.init.xavier_uniform_(self.gate.weight)
@@ -81,6 +90,3 @@ class SpatialGating(Affinity):
 
     def offset(self, x: Tensor) -> Tensor | None:
         return self.gate_values(x) * self.bias.to(x.dtype)  # (B, C, N)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, dim_x={self.dim_x}, hw={self.hw}"

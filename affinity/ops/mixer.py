@@ -7,50 +7,16 @@ Aggregation Network", NeurIPS 2021); the block adds the residual ``+ X``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from affinity.errors import ConfigError
 from affinity.ops.base import AFFINITIES, Affinity
 from affinity.ops.config import BranchCfg, MixerCfg
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) map (each token normalised on its own)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
-def make_norm(name: str | None, dim: int) -> nn.Module:
-    """``groupnorm``: GroupNorm(1, C) as AS-MLP's code; ``layernorm``: over channels;
-    ``batchnorm``: BatchNorm2d; ``None``: identity."""
-    if name is None:
-        return nn.Identity()
-    if name == "groupnorm":
-        return nn.GroupNorm(1, dim)
-    if name == "layernorm":
-        return LayerNorm2d(dim)
-    if name == "batchnorm":
-        return nn.BatchNorm2d(dim)
-    raise ConfigError(f"norm={name!r} is not allowed: one of groupnorm, layernorm, batchnorm, None")
-
-
-def make_act(name: str | None) -> nn.Module:
-    if name is None:
-        return nn.Identity()
-    if name == "gelu":
-        return nn.GELU()
-    if name == "relu":
-        return nn.ReLU()
-    raise ConfigError(f"act={name!r} is not allowed: one of gelu, relu, None")
+from affinity.ops.layers import make_act, make_norm
 
 
 def build_affinity(
@@ -62,8 +28,7 @@ def build_affinity(
     that read ``x`` through their own projection (attention, spatial gating).
     """
     cls = AFFINITIES.get(branch.affinity)
-    signature = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in signature if p not in ("self", "dim", "hw")]
+    allowed = list(cls.param_names())
     for key in branch.params:
         if key not in allowed:
             raise ConfigError(
@@ -71,7 +36,7 @@ def build_affinity(
                 f"allowed {allowed} (dim and hw come from the mixer)"
             )
     params = dict(branch.params)
-    if dim_x is not None and dim_x != dim and "dim_x" in signature:
+    if dim_x is not None and dim_x != dim and "dim_x" in allowed:
         params.setdefault("dim_x", dim_x)
     return cls(dim=dim, hw=hw, **params)
 
@@ -343,15 +308,6 @@ class ContextAggregation(nn.Module):
             c = c.repeat_interleave(self.dim // self.heads)
         return c.view(1, -1, 1, 1)
 
-    def branch_coefficients(self) -> list[Tensor]:
-        """Each branch's coefficient as a (C or 1,) tensor (ones for ``sum``; ones for
-        ``reweight`` too, whose weights depend on the image), for reports."""
-        out = []
-        for b in self._branches():
-            c = self.coefficient(type(b.affinity).dynamic)
-            out.append(torch.ones(1) if c is None else c.detach().flatten())
-        return out
-
     def _branches(self) -> list[Branch]:
         return [cast(Branch, b) for b in self.branches]
 
@@ -380,6 +336,11 @@ class ContextAggregation(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         v = self.proj_in(x)  # (B, C, H, W)
+        return self.proj_out(self.aggregate(v, x))
+
+    def aggregate(self, v: Tensor, x: Tensor) -> Tensor:
+        """``U`` from ``V``: the branches, weighted and combined (what lies between ``proj_in``
+        and ``proj_out``); ``x`` is the mixer input the dynamic affinities read."""
         u: Tensor | None = None
         if self.cfg.connection == "parallel" and self.cfg.coefficients == "reweight":
             u = self._reweighted([b(v, x) for b in self._branches()])
@@ -392,7 +353,7 @@ class ContextAggregation(nn.Module):
             u = v
             for b in self._branches():
                 u = self._scaled(b, b(u, x))
-        return self.proj_out(u)
+        return u
 
     def _reweighted(self, ys: list[Tensor]) -> Tensor:
         """``Σ_k a_k ⊙ y_k`` with ``a = softmax_k(MLP(mean_tokens(Σ_k y_k)))`` per image and
@@ -427,6 +388,12 @@ class ContextAggregation(nn.Module):
                 "activations around V, branch norms, projections or activations, affinity biases, "
                 "reweighting, or an affinity that mixes channels)"
             )
+        return self.token_matrix(x)
+
+    def token_matrix(self, x: Tensor) -> Tensor:
+        """The affinities' combined matrix, ``Σ_b c_b·A_b`` (parallel) or ``c_k A_k ⋯ c_1 A_1``
+        (serial), (B or 1, C or 1, N_out, N_in): ``materialize`` without its linearity check,
+        so the affinities' offsets and whatever else the branches hold are left out."""
         total: Tensor | None = None
         for b in self._branches():
             a = b.affinity.materialize(x)

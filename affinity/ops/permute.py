@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check, check_int
-from affinity.ops._common import check_choice, check_hw, check_map
+from affinity.errors import ConfigError, check
+from affinity.ops._common import check_map
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import BOOL, Param, at_least, one_of, optional
 from affinity.ops.shift import AXES
 
 
@@ -44,25 +47,26 @@ class PermuteMLP(Affinity):
         "A = I ⊗ W over (token along H or W, channel in segment)"
     )
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        hw: tuple[int, int] | None = None,
-        axis: str = "h",
-        segment_dim: int | None = None,
-        bias: bool = False,
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.axis = check_choice("axis", axis, AXES)
-        checked = check_hw(hw)
-        if checked is None:
-            raise ConfigError("hw=None is not allowed for permute_mlp: give the map size (H, W)")
-        self.hw = checked
+    params = (
+        Param("axis", "h", one_of(AXES), "the axis mixed (ViP: one branch each)", search=False),
+        Param(
+            "segment_dim",
+            None,
+            optional(at_least(1), "the axis length"),
+            "segments G, each of S = dim/G channels; divides dim",
+        ),
+        Param("bias", False, BOOL, "a bias on the linear map"),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.hparams
+        self.axis: str = p["axis"]
+        segment_dim, bias = p["segment_dim"], p["bias"]
+        self.hw: tuple[int, int] = self.required_hw()  # the weight is tied to the axis length
         length = self.hw[0] if self.axis == "h" else self.hw[1]
         segments = length if segment_dim is None else segment_dim
-        self.segment_dim = check_int("segment_dim", segments, 1)
+        self.segment_dim: int = segments
         check(
             self.dim % self.segment_dim == 0,
             "segment_dim",
@@ -123,6 +127,3 @@ class PermuteMLP(Affinity):
         else:
             per = b.view(w, s).t()[:, None, :].expand(s, h, w)
         return per.repeat(self.segment_dim, 1, 1).reshape(1, self.dim, h * w)
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis!r}, hw={self.hw}, segment_dim={self.segment_dim}, bias={self.affine}"

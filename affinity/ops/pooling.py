@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from affinity.errors import check, check_int
-from affinity.ops._common import check_hw, check_map
+from affinity.ops._common import check_map
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import Param, odd
 
 
 def window_average(size: int, pool_size: int, like: Tensor) -> Tensor:
@@ -40,12 +43,12 @@ class Pooling(Affinity):
 
     paper = "Pooling (PoolFormer, Yu et al., CVPR 2022, eq. 4): A = P_H ⊗ P_W − I, AvgPool without padding"
 
-    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None, pool_size: int = 3) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.pool_size = check_int("pool_size", pool_size, 1, "an odd integer >= 1")
-        check(pool_size % 2 == 1, "pool_size", pool_size, "an odd integer >= 1")
-        check_hw(hw)
+    params = (Param("pool_size", 3, odd(), "side k of the averaging window"),)
+    layout: ClassVar[Mapping[str, Any]] = {"proj_in": False, "proj_out": False}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pool_size: int = self.hparams["pool_size"]
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
@@ -56,6 +59,3 @@ class Pooling(Affinity):
         h, w = x.shape[2], x.shape[3]
         p = torch.kron(window_average(h, self.pool_size, x), window_average(w, self.pool_size, x))
         return (p - torch.eye(h * w, dtype=x.dtype, device=x.device))[None, None]
-
-    def extra_repr(self) -> str:
-        return f"pool_size={self.pool_size}"

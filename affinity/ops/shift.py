@@ -6,20 +6,16 @@ preallocated output, never a matrix and never a whole-tensor pad or roll.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 from torch import Tensor
 
-from affinity.errors import ConfigError, check, check_int
-from affinity.ops._common import (
-    PADDINGS,
-    check_choice,
-    check_hw,
-    check_map,
-    chunk_sizes,
-    shift_axis_into,
-    shift_matrix,
-)
+from affinity.errors import ConfigError
+from affinity.ops._common import PADDINGS, check_map, chunk_sizes, shift_axis_into, shift_matrix
 from affinity.ops.base import Affinity, register_affinity
+from affinity.ops.params import Param, at_least, odd, one_of
 
 AXES = ("h", "w")
 
@@ -48,11 +44,7 @@ class Identity(Affinity):
     """
 
     paper = "Identity (Container, Gao et al., NeurIPS 2021, degenerate case): A = I"
-
-    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        check_hw(hw)
+    layout: ClassVar[Mapping[str, Any]] = {"proj_in": False, "proj_out": False}
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
@@ -89,29 +81,24 @@ class AxialShift(Affinity):
         "Axial shift (AS-MLP, Lian et al., ICLR 2022): out[c,i] = v[c, i - (g(c) - s//2)·d] along one axis"
     )
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        hw: tuple[int, int] | None = None,
-        shift_size: int = 5,
-        dilation: int = 1,
-        padding: str = "zero",
-        axis: str = "w",
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        self.shift_size = check_int("shift_size", shift_size, 1, "an odd integer >= 1")
-        check(shift_size % 2 == 1, "shift_size", shift_size, "an odd integer >= 1")
-        self.dilation = check_int("dilation", dilation, 1)
-        self.padding = check_choice("padding", padding, PADDINGS)
-        self.axis = check_choice("axis", axis, AXES)
+    params = (
+        Param("shift_size", 5, odd(), "channel groups s; group g moves by (g - s//2)·dilation"),
+        Param("dilation", 1, at_least(1), "step between the groups' shifts (paper only, not its code)"),
+        Param("padding", "zero", one_of(PADDINGS), "what enters from outside the map"),
+        Param("axis", "w", one_of(AXES), "the axis shifted (AS-MLP: one branch each)", search=False),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shift_size: int = self.hparams["shift_size"]
+        self.dilation: int = self.hparams["dilation"]
+        self.padding: str = self.hparams["padding"]
+        self.axis: str = self.hparams["axis"]
         self.sizes = chunk_sizes(self.dim, self.shift_size)
         half = self.shift_size // 2
         self.shifts = [(g - half) * self.dilation for g in range(len(self.sizes))]
-        hw = check_hw(hw)
-        if hw is not None:
-            self._check_size(*hw)
+        if self.given_hw is not None:
+            self._check_size(*self.given_hw)
 
     def _check_size(self, h: int, w: int) -> None:
         if self.padding != "reflect":
@@ -142,12 +129,6 @@ class AxialShift(Affinity):
         mats = [_axis_matrix(s, h, w, self.axis, self.padding, x) for s in self.shifts]
         return _per_channel(mats, self.sizes)
 
-    def extra_repr(self) -> str:
-        return (
-            f"shift_size={self.shift_size}, dilation={self.dilation}, padding={self.padding!r}, "
-            f"axis={self.axis!r}"
-        )
-
 
 @register_affinity("spatial_shift")
 class SpatialShift(Affinity):
@@ -171,11 +152,10 @@ class SpatialShift(Affinity):
 
     #: (shift, axis) per group, axis 3 = W, 2 = H.
     moves = ((1, 3), (-1, 3), (1, 2), (-1, 2))
+    layout: ClassVar[Mapping[str, Any]] = {"proj_in_act": "gelu"}
 
-    def __init__(self, *, dim: int, hw: tuple[int, int] | None = None) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        check_hw(hw)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         bounds = [0, self.dim // 4, self.dim // 2, 3 * self.dim // 4, self.dim]
         self.sizes = [bounds[g + 1] - bounds[g] for g in range(4)]
 

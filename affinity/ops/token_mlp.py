@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.errors import ConfigError, check, check_int
-from affinity.ops._common import check_choice, check_hw
+from affinity.errors import ConfigError, check
 from affinity.ops.base import Affinity, register_affinity
 from affinity.ops.conv import SHARE_LAYOUTS, channel_sets
+from affinity.ops.params import BOOL, Param, at_least, one_of, optional
 
 
 @register_affinity("token_mlp")
@@ -44,33 +47,37 @@ class TokenMLP(Affinity):
 
     paper = "Token MLP (ResMLP, Touvron et al., TPAMI 2022, eq. 1; MLP-Mixer eq. 1): A = Linear(N_in, N_out)"
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        hw: tuple[int, int] | None = None,
-        heads: int = 1,
-        share: int | None = None,
-        share_layout: str = "consecutive",
-        bias: bool = True,
-        in_tokens: int | None = None,
-        out_tokens: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.dim = check_int("dim", dim, 1)
-        checked = check_hw(hw)
-        if checked is None:
-            raise ConfigError("hw=None is not allowed for token_mlp: give the map size (H, W)")
-        self.hw = checked
+    layout: ClassVar[Mapping[str, Any]] = {"proj_in": False, "proj_out": False}
+    params = (
+        Param("bias", True, BOOL, "the affine offset b, one per matrix and output token"),
+        Param("heads", 1, at_least(1), "matrices S, each serving dim/S channels; divides dim", search=False),
+        Param("share", None, optional(at_least(1), "heads"), "alias of heads (RepMLP)", search=False),
+        Param(
+            "share_layout",
+            "consecutive",
+            one_of(SHARE_LAYOUTS),
+            "which channels a matrix serves",
+            search=False,
+        ),
+        Param("in_tokens", None, optional(at_least(1), "H·W"), "tokens read", search=False),
+        Param("out_tokens", None, optional(at_least(1), "H·W"), "tokens written", search=False),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.hparams
+        self.hw: tuple[int, int] = self.required_hw()  # the matrix is tied to the token count
         n = self.hw[0] * self.hw[1]
+        heads, share = p["heads"], p["share"]
         if share is not None:
             check(heads in (1, share), "share", share, f"equal to heads={heads} when both are given")
             heads = share
-        self.heads = check_int("heads", heads, 1)
+        self.heads: int = heads
         check(self.dim % self.heads == 0, "heads", heads, f"a divisor of dim={self.dim}")
-        self.share_layout = check_choice("share_layout", share_layout, SHARE_LAYOUTS)
-        self.in_tokens = n if in_tokens is None else check_int("in_tokens", in_tokens, 1)
-        self.out_tokens = n if out_tokens is None else check_int("out_tokens", out_tokens, 1)
+        self.share_layout: str = p["share_layout"]
+        self.in_tokens: int = n if p["in_tokens"] is None else p["in_tokens"]
+        self.out_tokens: int = n if p["out_tokens"] is None else p["out_tokens"]
+        bias = p["bias"]
         self.affine = bool(bias)
         self.weight = nn.Parameter(torch.empty(self.heads, self.out_tokens, self.in_tokens))
         for s in range(self.heads):
@@ -121,9 +128,3 @@ class TokenMLP(Affinity):
         if self.bias is None:
             return None
         return self._per_channel(self.bias.to(x.dtype)).unsqueeze(0)
-
-    def extra_repr(self) -> str:
-        return (
-            f"hw={self.hw}, heads={self.heads}, share_layout={self.share_layout!r}, "
-            f"in_tokens={self.in_tokens}, out_tokens={self.out_tokens}, bias={self.affine}"
-        )

@@ -363,33 +363,11 @@ def combined_field(
     if tuple(v.shape[-2:]) != hw:
         return None
     affinities = mixer.branch_affinities()  # each branch is its bare affinity here
-
-    def aggregate(v: Tensor, x: Tensor) -> Tensor:
-        u: Tensor | None = None
-        for aff in affinities:
-            c = mixer.coefficient(aff.dynamic)
-            y = aff(v if u is None or mixer.cfg.connection == "parallel" else u, x)
-            y = y if c is None else y * c.to(y.dtype)
-            u = y if u is None or mixer.cfg.connection == "serial" else u + y
-        assert u is not None
-        return u
-
     if hw[0] * hw[1] <= MATERIALIZE_MAX_TOKENS:
-        total: Tensor | None = None  # as mixer.materialize, but affinity offsets (biases) allowed
-        with torch.no_grad():
-            for aff in affinities:
-                a = aff.materialize(x[:1])
-                c = mixer.coefficient(aff.dynamic)
-                if mixer.cfg.connection == "parallel":
-                    a = a if c is None else a * c.to(a.dtype)
-                    total = a if total is None else total + a
-                else:
-                    total = a if total is None else a @ total
-                    total = total if c is None else total * c.to(total.dtype)
-        assert total is not None
-        maps = query_maps(total, hw, query)
+        with torch.no_grad():  # the mixer's matrix; affinity offsets (biases) do not enter it
+            maps = query_maps(mixer.token_matrix(x[:1]), hw, query)
     else:
-        maps = query_row(aggregate, x, query, dim=v.shape[1])
+        maps = query_row(mixer.aggregate, x, query, dim=v.shape[1])
     groups, members = channel_groups(maps)
     labels = [f"ch {m[0]}-{m[-1]}" if len(m) > 1 else f"ch {m[0]}" for m in members][:max_groups]
     kinds = " + ".join(f"{'α' if a.dynamic else 'β'}·{a.name}" for a in affinities)

@@ -17,8 +17,6 @@ from affinity.search.settings import is_positive
 
 #: Past this many combinations a stage's dry check samples ends and middles only.
 DRY_CHECK_LIMIT = 400
-#: affinity constructor argument -> the space's name for it
-_ALIASES = {"window_size": "window"}
 
 
 def _values(value: Any, lists: dict[str, Choice]) -> list[Any]:
@@ -82,21 +80,12 @@ def check_space(space: Space, img_size: int | None = None) -> None:
 
 def _try_build(option: tuple[Kind, ...], values: dict[str, Any], dim: int, size: int) -> str | None:
     """Build the mixer's affinities at one width and map size; the error message, or None."""
-    from affinity.models.config import affinity_params
     from affinity.ops import create_affinity
 
     try:
         mixer = build_mixer(option, values, Geometry(dim, (size, size)))
-        for branch in mixer.branches:
-            accepted = affinity_params(branch.affinity)
-            params = dict(branch.params)
-            unknown = set(params) - accepted if accepted is not None else set()
-            if unknown:
-                return (
-                    f"{sorted(unknown)[0]}=... is not accepted by affinity {branch.affinity!r} "
-                    f"(it takes {sorted(accepted or ())})"
-                )
-            create_affinity(branch.affinity, dim=dim, hw=(size, size), **params)
+        for branch in mixer.branches:  # an undeclared parameter is a ConfigError naming it
+            create_affinity(branch.affinity, dim=dim, hw=(size, size), **dict(branch.params))
     except AffinityError as exc:
         return str(exc)
     return None
@@ -145,8 +134,8 @@ def _dry_check(spec: MixerSpec, stages: list[tuple[int, list[int], list[int]]]) 
                     first_error.setdefault(slot, last_error)
         name = "+".join(k.name for k in option)
         if not any_ok:
-            m = re.search(r": (\w+)=", last_error)
-            found = _ALIASES.get(m.group(1), m.group(1)) if m else None
+            m = re.search(r": (\w+)=", last_error)  # the key a ConfigError names, as the space names it
+            found = m.group(1) if m else None
             if found is not None and found in spec.params:
                 key = found
                 shown = f"{show(spec.params[key])} " if not is_param(spec.params[key]) else ""

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from affinity.errors import SpaceError, is_int
+from affinity.models.config import FAMILIES
 from affinity.search._dry import check_space
 from affinity.search._messages import mapping, show, unknown_key
 from affinity.search._schema import (
@@ -25,11 +26,10 @@ from affinity.search._schema import (
     Space,
     StageSpec,
 )
-from affinity.search.kinds import KINDS, MIXER_PARAMS, Kind, takes_connection
+from affinity.search.kinds import MIXER_PARAMS, Kind, kinds, takes_connection
 from affinity.search.params import Choice, FloatRange, IntRange, Value, candidates, is_param, parse_value
 from affinity.search.settings import SECTION_KEYS, TOP_KEYS, Settings, parse_settings
 
-FAMILIES = ("hierarchical", "isotropic")
 _TOP_KEYS = ("name", "description", *TOP_KEYS, *SECTION_KEYS, "model")
 _MODEL_KEYS = ("family", "dims", "depths", *STAGE_FIELDS, "stages", *MODEL_FIELDS)
 #: a stage leaf's value when no key of the file sets it (None: it must be set)
@@ -209,14 +209,14 @@ def _parse_mixer(raw: Any, path: str) -> MixerSpec:
         raw = {"kind": raw}
     body = mapping(raw, path, "a kind name or a mapping with kind and its parameters")
     if "kind" not in body:
-        raise SpaceError(f"{path}.kind: missing; allowed: one of {', '.join(KINDS)} (or a choice, or a+b)")
+        raise SpaceError(f"{path}.kind: missing; allowed: one of {', '.join(kinds())} (or a choice, or a+b)")
     kind = parse_value(body["kind"], f"{path}.kind")
     if isinstance(kind, (IntRange, FloatRange)):
         raise SpaceError(
             f"{path}.kind: a numeric range is not allowed; allowed: a kind name or a choice of kind names"
         )
     options = MixerSpec(path, kind, {}).kind_options()
-    kind_keys = sorted({k for kind in KINDS.values() for k in kind.params})
+    kind_keys = sorted({k for kind in kinds().values() for k in kind.params})
     allowed = ("kind", *kind_keys, *MIXER_PARAMS)
     params: dict[str, Value] = {}
     for key in body:
@@ -234,9 +234,9 @@ def _parse_mixer_param(key: str, raw: Any, path: str, kind: Value, options: list
     """One kind or mixer parameter of ``path``, checked against the rule its kind declares."""
     value = parse_value(raw, f"{path}.{key}")
     if key in MIXER_PARAMS:
-        rule = MIXER_PARAMS[key].rule
+        param = MIXER_PARAMS[key].param
     else:
-        takers = [k for k in KINDS.values() if key in k.params]
+        takers = [k for k in kinds().values() if key in k.params]
         if not any(key in k.params for option in options for k in option):
             names = [o if isinstance(o, str) else str(o) for o in _kind_names(kind)]
             raise SpaceError(
@@ -244,12 +244,12 @@ def _parse_mixer_param(key: str, raw: Any, path: str, kind: Value, options: list
                 f"and this mixer's kind is {' or '.join(names)}; "
                 f"allowed: remove {key} or choose such a kind"
             )
-        rule = takers[0].params[key]
-    if isinstance(value, FloatRange) and key not in ("alpha", "beta", "token_mlp_ratio"):
-        raise SpaceError(f"{path}.{key}: a float range is not allowed; allowed: {rule.allowed}")
+        param = takers[0].params[key]
+    if isinstance(value, FloatRange) and param.rule.type != "float":
+        raise SpaceError(f"{path}.{key}: a float range is not allowed; allowed: {param.allowed}")
     for v in candidates(value):
-        if not rule.ok(v):
-            raise SpaceError(f"{path}.{key}: {show(v)} is not allowed; allowed: {rule.allowed}")
+        if not param.ok(v):
+            raise SpaceError(f"{path}.{key}: {show(v)} is not allowed; allowed: {param.allowed}")
     return value
 
 

@@ -6,44 +6,28 @@ combination ``a+b`` of combinable kinds: their branches side by side in one cont
 aggregation, ``Y = (Σ_b c_b·A_b(V))·W`` with ``c_b = α`` for dynamic branches and ``β`` for
 static ones (``attention+dwconv`` is Container-light's last stage).
 
-Each kind declares its parameters with the values they allow; a parameter of the space is
-sampled only when the chosen kind takes it (shift parameters exist only where a shift is
-chosen). The mixer-level parameters (``connection``, ``coefficients``, ``alpha``,
-``beta``) have conditions too, written in ``MIXER_PARAMS``.
+Every registered affinity is a kind of its own name. Its parameters are the ones its class
+declares (``Affinity.params``, those with ``search=True``): the same names, rules, defaults
+and meanings as the constructor, ``affinity affinities`` and model-config overrides. Most
+kinds are one branch inside the ``layout`` the affinity declares; ``PUBLISHED`` lists the
+kinds whose paper's mixer is more than that (AS-MLP's two axial branches, MLP-Mixer's two
+token layers, Swin's window-only bias) and the zoo preset that builds each. A parameter of
+the space is sampled only when the chosen kind takes it; the mixer-level parameters
+(``connection``, ``coefficients``, ``alpha``, ``beta``) have conditions, in ``MIXER_PARAMS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from affinity.errors import SpaceError, closest, is_int
+from affinity.errors import SpaceError, closest
 from affinity.ops.config import COEFFICIENTS, CONNECTIONS, BranchCfg, MixerCfg
+from affinity.ops.params import NUMBER, POSITIVE_NUMBER, Param, one_of
 
-__all__ = ["KINDS", "MIXER_PARAMS", "Kind", "ParamRule", "build_mixer", "parse_kind"]
-
-PADDINGS = ("zero", "circular", "reflect", "replicate")
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-@dataclass(frozen=True)
-class ParamRule:
-    """What one parameter allows: a predicate, its wording, and the value used when unset."""
-
-    ok: Callable[[Any], bool]
-    allowed: str
-    default: Any = None
-
-
-ODD = ParamRule(lambda v: is_int(v, 1) and v % 2 == 1, "an odd integer >= 1")
-POSITIVE = ParamRule(lambda v: is_int(v, 1), "an integer >= 1")
-PADDING = ParamRule(lambda v: v in PADDINGS, f"one of {', '.join(PADDINGS)}")
-BOOL = ParamRule(lambda v: isinstance(v, bool), "true or false")
+__all__ = ["MIXER_PARAMS", "Geometry", "Kind", "build_mixer", "kinds", "parse_kind"]
 
 
 @dataclass(frozen=True)
@@ -65,21 +49,45 @@ class Kind:
     Args:
         name: the name used in space files.
         summary: one line for the README and messages.
-        params: its own parameters (passed to its affinities), with their rules.
+        params: its parameters by name (the affinity's declarations, or the kind's own).
         dynamic: its affinity depends on the input (attention).
-        preset: ``(params, geometry) -> MixerCfg``, the published mixer (the model zoo's
-            preset in ``affinity.models.mixers``) with these parameters.
+        preset: ``(params, geometry) -> MixerCfg``, the published mixer with these parameters.
         branches: how many branches its mixer has.
         combinable: may appear in an ``a+b`` combination (its branches are parallel).
     """
 
     name: str
     summary: str
-    params: dict[str, ParamRule]
+    params: Mapping[str, Param]
     dynamic: bool
     preset: Callable[[dict[str, Any], Geometry], MixerCfg]
     branches: int = 1
     combinable: bool = True
+
+
+@dataclass(frozen=True)
+class Published:
+    """A kind whose paper's mixer is not one branch inside its affinity's ``layout``.
+
+    Args:
+        summary: one line for the README and messages.
+        params: the affinity's declared parameters the kind takes, by name.
+        preset: ``(params, geometry) -> MixerCfg`` (a zoo preset of ``affinity.models.mixers``).
+        defaults: the published mixer's defaults where they differ from the affinity's.
+        own: parameters of the kind itself (not of its affinity).
+        branches: how many branches its mixer has.
+        combinable: may appear in an ``a+b`` combination.
+        affinity: the affinity it is built from (default: the kind's name).
+    """
+
+    summary: str
+    params: tuple[str, ...]
+    preset: Callable[[dict[str, Any], Geometry], MixerCfg]
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    own: tuple[Param, ...] = ()
+    branches: int = 1
+    combinable: bool = True
+    affinity: str | None = None
 
 
 def _presets() -> Any:
@@ -88,112 +96,106 @@ def _presets() -> Any:
     return mixers
 
 
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind(
-            "axial_shift",
-            "AS-MLP: shift along W and along H, each with a 1x1 projection and GELU",
-            {
-                "shift_size": ParamRule(ODD.ok, ODD.allowed, 5),
-                "dilation": ParamRule(POSITIVE.ok, POSITIVE.allowed, 1),
-                "padding": ParamRule(PADDING.ok, PADDING.allowed, "zero"),
-            },
-            dynamic=False,
-            preset=lambda p, g: _presets().as_mlp_mixer(**p),
-            branches=2,
+PUBLISHED: dict[str, Published] = {
+    "axial_shift": Published(
+        "AS-MLP: shift along W and along H, each with a 1x1 projection and GELU",
+        ("shift_size", "dilation", "padding"),
+        lambda p, g: _presets().as_mlp_mixer(**p),
+        branches=2,
+    ),
+    "dwconv": Published(
+        "depthwise convolution between 1x1 projections (Container's static stages)",
+        ("kernel_size", "dilation", "padding"),
+        lambda p, g: _presets().dwconv_mixer(**p),
+        defaults={"kernel_size": 5},  # Container's 5x5; the preset's conv has a bias
+    ),
+    "attention": Published(
+        "multi-head self-attention, global or in windows (Swin)",
+        ("heads", "window_size", "qkv_bias", "rel_pos_bias"),
+        lambda p, g: _presets().attention_mixer(
+            heads=p["heads"],
+            qkv_bias=p["qkv_bias"],
+            window_size=p["window_size"],
+            # Swin's relative position bias lives inside a window; global attention has none
+            rel_pos_bias=p["rel_pos_bias"] and p["window_size"] is not None,
         ),
-        Kind(
-            "spatial_shift",
-            "S2-MLP: four channel groups shifted ±1 along W and H (borders replicate)",
-            {},
-            dynamic=False,
-            preset=lambda p, g: _presets().s2mlp_mixer(),
-        ),
-        Kind(
-            "dwconv",
-            "depthwise convolution (Container's static affinity)",
-            {
-                "kernel_size": ParamRule(ODD.ok, ODD.allowed, 5),
-                "dilation": ParamRule(POSITIVE.ok, POSITIVE.allowed, 1),
-                "padding": ParamRule(PADDING.ok, PADDING.allowed, "zero"),
-            },
-            dynamic=False,
-            preset=lambda p, g: _presets().dwconv_mixer(**p),
-        ),
-        Kind(
-            "attention",
-            "multi-head self-attention, global or in windows (dynamic)",
-            {
-                "heads": ParamRule(POSITIVE.ok, "an integer >= 1 dividing the stage's dim", 1),
-                "window": ParamRule(
-                    lambda v: v is None or is_int(v, 1), "null (global) or an integer >= 1", None
-                ),
-                "qkv_bias": ParamRule(BOOL.ok, BOOL.allowed, True),
-                "rel_pos_bias": ParamRule(BOOL.ok, BOOL.allowed + " (used with a window only)", False),
-            },
-            dynamic=True,
-            preset=lambda p, g: _presets().attention_mixer(
-                heads=p["heads"],
-                qkv_bias=p["qkv_bias"],
-                window=p["window"],
-                # Swin's relative position bias lives inside a window; global attention has none
-                rel_pos_bias=p["rel_pos_bias"] and p["window"] is not None,
-            ),
-        ),
-        Kind(
-            "token_mlp",
-            "ResMLP: one learned dense token matrix Linear(N, N)",
-            {},
-            dynamic=False,
-            preset=lambda p, g: _presets().resmlp_mixer(),
-        ),
-        Kind(
-            "mixer_mlp",
-            "MLP-Mixer: two token layers N -> ratio·N -> N with a GELU between (serial)",
-            {"token_mlp_ratio": ParamRule(lambda v: _is_num(v) and v > 0, "a number > 0", 0.5)},
-            dynamic=False,
-            preset=lambda p, g: _presets().mixer_token_mlp(
-                hidden=max(1, round(p["token_mlp_ratio"] * g.tokens))
-            ),
-            branches=2,
-            combinable=False,
-        ),
-        Kind(
-            "identity",
-            "identity: passes V through (a baseline without token mixing)",
-            {},
-            dynamic=False,
-            preset=lambda p, g: MixerCfg(branches=(BranchCfg("identity"),), proj_in=False, proj_out=False),
-        ),
-    )
+    ),
+    "mixer_mlp": Published(
+        "MLP-Mixer: two token layers N -> ratio·N -> N with a GELU between (serial)",
+        (),
+        lambda p, g: _presets().mixer_token_mlp(hidden=max(1, round(p["token_mlp_ratio"] * g.tokens))),
+        own=(Param("token_mlp_ratio", 0.5, POSITIVE_NUMBER, "the token MLP's width over N"),),
+        branches=2,
+        combinable=False,
+        affinity="token_mlp",
+    ),
 }
+
+
+def _kind(name: str, cls: Any) -> Kind:
+    """The kind ``name`` of affinity class ``cls``: published, or one branch in its layout."""
+    pub = PUBLISHED.get(name)
+    if pub is None:
+        params = {p.name: p for p in cls.params if p.search}
+        layout = dict(cls.layout)
+        return Kind(
+            name,
+            cls.paper or name,
+            params,
+            cls.dynamic,
+            lambda p, g: MixerCfg(branches=(BranchCfg(name, dict(p)),), **layout),
+        )
+    declared = {p.name: p for p in cls.params}
+    params = {
+        n: dataclasses.replace(declared[n], default=pub.defaults.get(n, declared[n].default))
+        for n in pub.params
+    }
+    params.update({p.name: p for p in pub.own})
+    return Kind(name, pub.summary, params, cls.dynamic, pub.preset, pub.branches, pub.combinable)
+
+
+_CACHE: dict[tuple[str, ...], dict[str, Kind]] = {}
+
+
+def kinds() -> dict[str, Kind]:
+    """Every kind by name: one per registered affinity, then the published multi-affinity ones."""
+    from affinity.ops import AFFINITIES
+
+    names = tuple(AFFINITIES.names())
+    if names not in _CACHE:
+        table = {n: _kind(n, AFFINITIES.get(n)) for n in names}
+        for name, pub in PUBLISHED.items():
+            if name not in table and pub.affinity is not None:
+                table[name] = _kind(name, AFFINITIES.get(pub.affinity))
+        _CACHE.clear()
+        _CACHE[names] = table
+    return _CACHE[names]
 
 
 @dataclass(frozen=True)
 class MixerParam:
     """A mixer-level parameter with the condition under which it is sampled."""
 
-    rule: ParamRule
+    param: Param
     #: what the condition is, for messages
     condition: str
 
 
 MIXER_PARAMS: dict[str, MixerParam] = {
     "connection": MixerParam(
-        ParamRule(lambda v: v in CONNECTIONS, f"one of {', '.join(CONNECTIONS)}", "parallel"),
+        Param("connection", "parallel", one_of(CONNECTIONS), "how the branches combine"),
         "a kind with two or more branches (axial_shift or a combination a+b)",
     ),
     "coefficients": MixerParam(
-        ParamRule(lambda v: v in COEFFICIENTS, f"one of {', '.join(COEFFICIENTS)}", "sum"),
+        Param("coefficients", "sum", one_of(COEFFICIENTS), "how the branches are weighted"),
         "a parallel mixer",
     ),
     "alpha": MixerParam(
-        ParamRule(_is_num, "a number", 1.0),
+        Param("alpha", 1.0, NUMBER, "coefficient of dynamic branches"),
         "coefficients fixed or learnable and a dynamic branch (attention)",
     ),
     "beta": MixerParam(
-        ParamRule(_is_num, "a number", 1.0),
+        Param("beta", 1.0, NUMBER, "coefficient of static branches"),
         "coefficients fixed or learnable and a static branch",
     ),
 }
@@ -201,27 +203,28 @@ MIXER_PARAMS: dict[str, MixerParam] = {
 
 def parse_kind(name: Any, path: str) -> tuple[Kind, ...]:
     """``'attention+dwconv'`` -> its base kinds; a SpaceError naming ``path`` otherwise."""
-    combinable = ", ".join(n for n, k in KINDS.items() if k.combinable)
-    allowed = f"one of {', '.join(KINDS)}, or a combination a+b of {combinable}"
+    table = kinds()
+    combinable = ", ".join(n for n, k in table.items() if k.combinable)
+    allowed = f"one of {', '.join(table)}, or a combination a+b of {combinable}"
     if not isinstance(name, str) or not name.strip():
         raise SpaceError(f"{path}: {name!r} is not a mixer kind; allowed: {allowed}")
     parts = [p.strip() for p in name.split("+")]
-    kinds = []
+    found = []
     for part in parts:
-        if part not in KINDS:
-            near = closest(part, KINDS)
+        if part not in table:
+            near = closest(part, table)
             hint = f" (did you mean {', '.join(near)}?)" if near else ""
             raise SpaceError(f"{path}: {part!r} is not a known affinity kind{hint}; allowed: {allowed}")
-        kinds.append(KINDS[part])
+        found.append(table[part])
     if len(parts) > 1:
         if len(set(parts)) != len(parts):
             raise SpaceError(f"{path}: {name!r} repeats a kind; allowed: distinct kinds joined by +")
-        for k in kinds:
+        for k in found:
             if not k.combinable:
                 raise SpaceError(
                     f"{path}: {name!r} combines {k.name}, which is serial on its own; allowed: {allowed}"
                 )
-    return tuple(kinds)
+    return tuple(found)
 
 
 def n_branches(kinds: tuple[Kind, ...]) -> int:
@@ -245,12 +248,31 @@ def build_mixer(kinds: tuple[Kind, ...], values: dict[str, Any], geometry: Geome
         geometry: the stage's dim and map size (a token MLP's size depends on it).
     """
     presets = [
-        kind.preset({k: values.get(k, rule.default) for k, rule in kind.params.items()}, geometry)
-        for kind in kinds
+        kind.preset({k: values.get(k, p.default) for k, p in kind.params.items()}, geometry) for kind in kinds
     ]
     mixer_values = {k: values[k] for k in MIXER_PARAMS if k in values}
     if len(presets) == 1:
         return dataclasses.replace(presets[0], **mixer_values)
     branches = tuple(b for p in presets for b in p.branches)
-    defaults = {k: p.rule.default for k, p in MIXER_PARAMS.items()}
+    defaults = {k: p.param.default for k, p in MIXER_PARAMS.items()}
     return MixerCfg(branches=branches, proj_in=True, proj_out=True, **{**defaults, **mixer_values})
+
+
+def kinds_table() -> str:
+    """The README's table of kinds, from the declarations (``python -m affinity.search.kinds``
+    prints it; a test keeps the README's copy equal to it)."""
+    rows = ["| kind | mixer | its parameters (default) |", "|---|---|---|"]
+    for kind in kinds().values():
+        params = "; ".join(
+            f"`{p.name}` {p.allowed} ({_yaml(p.default)}): {p.help}" for p in kind.params.values()
+        )
+        rows.append(f"| `{kind.name}` | {kind.summary} | {params or 'none'} |")
+    return "\n".join(rows)
+
+
+def _yaml(value: Any) -> str:
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+if __name__ == "__main__":
+    print(kinds_table())

@@ -14,11 +14,12 @@ from affinity.models import (
     create_model,
     list_models,
     load_model_config,
+    mixers,
     resolve_model_config,
     save_model_config,
 )
 from affinity.models.config import apply_overrides
-from affinity.models.mixers import PRESETS, as_mlp_mixer, attention_mixer
+from affinity.models.mixers import as_mlp_mixer, attention_mixer
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -81,12 +82,12 @@ def test_overrides_change_the_architecture() -> None:
 
 def test_presets_build_valid_mixers() -> None:
     assert as_mlp_mixer(shift_size=7, connection="serial").connection == "serial"
-    for name, preset in PRESETS.items():
-        kwargs = {"heads": 2} if name in ("attention", "container", "pam") else {}
+    for name in mixers.__all__:  # every preset the module exports
+        kwargs = {"heads": 2} if name in ("attention_mixer", "container_mixer", "pam_mixer") else {}
         kwargs = {"hidden": 8} if name == "mixer_token_mlp" else kwargs
-        kwargs = {"share": 2} if name == "repmlp" else kwargs
-        mixer = preset(**kwargs)
-        if name != "pam":  # PAM needs a class-token sequence; built in the deit-like model
+        kwargs = {"share": 2} if name == "repmlp_mixer" else kwargs
+        mixer = getattr(mixers, name)(**kwargs)
+        if name != "pam_mixer":  # PAM needs a class-token sequence; built in the deit-like model
             create_model("as_mlp_mobile", num_classes=2, img_size=32, in_chans=1, depth=1, mixer=mixer)
 
 

@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from affinity.ops import create_affinity
-
-PADDINGS = ["zero", "circular", "reflect", "replicate"]
+from affinity.ops._common import PADDINGS
 
 
 def released_axial_shift(

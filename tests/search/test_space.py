@@ -153,8 +153,8 @@ CATALOGUE = [
     ),
     (
         "window larger than the map",
-        _with("model.mixer", {"kind": "attention", "window": 6}),
-        "model.mixer.window: 6",
+        _with("model.mixer", {"kind": "attention", "window_size": 6}),
+        "model.mixer.window_size: 6",
     ),
     ("stage counts disagree", _with("model.depths", [1, 1, 1]), "model.dims: stage counts disagree"),
     ("negative dim", _with("model.dims", [8, -16]), "model.dims[1]:"),

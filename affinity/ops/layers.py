@@ -1,0 +1,76 @@
+"""The norm and activation factories every layer uses, in the (B, C, H, W) layout.
+
+One copy for the whole package: the mixers (``affinity.ops.mixer``) and the models
+(``affinity.models``) both build their norms and activations here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from affinity.errors import ConfigError
+
+#: norm names ``make_norm`` builds (``None``: identity)
+NORM_KINDS = ("layernorm", "groupnorm", "batchnorm", "affine")
+#: activation names ``make_act`` builds (``None``: identity)
+ACT_KINDS = ("gelu", "relu")
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, H, W) map (each position normalised alone)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class Affine(nn.Module):
+    """ResMLP's norm replacement: per-channel ``α·x + β`` (Touvron et al. 2022, eq. 1).
+
+    Args:
+        dim: channels.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.alpha[:, None, None] + self.beta[:, None, None]
+
+
+def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
+    """The norm ``kind`` over ``dim`` channels of a (B, C, H, W) map (None: identity).
+
+    Args:
+        kind: ``layernorm`` (over channels) | ``groupnorm`` (one group, as AS-MLP's code) |
+            ``batchnorm`` | ``affine`` (ResMLP) | None.
+        dim: channels.
+        eps: epsilon of the normalising kinds.
+    """
+    if kind is None:
+        return nn.Identity()
+    if kind == "layernorm":
+        return LayerNorm2d(dim, eps=eps)
+    if kind == "groupnorm":
+        return nn.GroupNorm(1, dim, eps=eps)
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(dim, eps=eps)
+    if kind == "affine":
+        return Affine(dim)
+    raise ConfigError(f"norm={kind!r} is not allowed: one of {', '.join(NORM_KINDS)}, None")
+
+
+def make_act(kind: str | None) -> nn.Module:
+    """The activation ``kind`` (None: identity)."""
+    if kind is None:
+        return nn.Identity()
+    if kind == "gelu":
+        return nn.GELU()
+    if kind == "relu":
+        return nn.ReLU()
+    raise ConfigError(f"act={kind!r} is not allowed: one of {', '.join(ACT_KINDS)}, None")
