@@ -227,6 +227,17 @@ class ModelCfg:
             return 0.1 if self.depth <= 18 else 1e-5 if self.depth <= 24 else 1e-6
         return None if self.layer_scale is None else float(self.layer_scale)
 
+    def canonical(self) -> ModelCfg:
+        """This configuration with every mixer in canonical form (``affinity.ops.canonical``):
+        parameters that change nothing removed, so equivalent configurations are equal."""
+        from affinity.ops.canonical import canonical_mixer
+
+        stages = []
+        for s in self.stages:
+            changes: dict[str, Any] = {k: canonical_mixer(m) for k, m in s.mixers().items()}
+            stages.append(dataclasses.replace(s, **changes))
+        return dataclasses.replace(self, stages=tuple(stages))
+
     def fingerprint(self) -> str:
         """12 hex digits of the architecture (equal configs, equal fingerprints).
 

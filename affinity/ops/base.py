@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from affinity.errors import ConfigError, check_int
 from affinity.ops._common import check_hw
-from affinity.ops.params import Param, resolve
+from affinity.ops.params import Inert, Param, resolve
 from affinity.registry import Registry
 
 AFFINITIES: Registry[type[Affinity]] = Registry("affinity")
@@ -77,7 +77,9 @@ class Affinity(nn.Module, ABC):
     From that declaration alone the affinity is listed by ``affinity affinities``, usable
     in a ``BranchCfg`` and a model-config YAML, overridable (``--set pool_size=5``), and a
     search kind of its own name whose parameters are its ``search=True`` params, built as
-    one branch inside ``layout`` (``MixerCfg`` fields). A model-zoo entry
+    one branch inside ``layout`` (``MixerCfg`` fields). ``inert`` declares parameters that
+    change nothing under some values of the others (``Inert``; the search then treats such
+    proposals as one configuration, ``affinity.ops.canonical``). A model-zoo entry
     (``affinity/models/zoo.py``) is the only other place a published model needs.
 
     Constructor arguments are keyword-only: ``dim`` (channels of ``v``), ``hw`` (the input
@@ -97,6 +99,8 @@ class Affinity(nn.Module, ABC):
     channel_block: int = 1
     #: Its hyperparameters, declared once (see ``affinity.ops.params``).
     params: ClassVar[tuple[Param, ...]] = ()
+    #: Parameters that change nothing under some values of the others (canonical forms).
+    inert: ClassVar[tuple[Inert, ...]] = ()
     #: ``MixerCfg`` fields of the mixer its paper puts it in: the search kind of an affinity
     #: without a published kind in ``affinity.search.kinds`` is one branch inside them.
     layout: ClassVar[Mapping[str, Any]] = MappingProxyType({})

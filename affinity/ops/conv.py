@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from affinity.errors import ConfigError, check
 from affinity.ops._common import PADDINGS, check_map, source_index
 from affinity.ops.base import Affinity, register_affinity
-from affinity.ops.params import BOOL, Param, at_least, odd, one_of, optional
+from affinity.ops.params import BOOL, Inert, Param, at_least, odd, one_of, optional
 
 #: How S kernel sets map onto C channels: ``consecutive`` (channel c uses set c // (C/S), as
 #: heads split channels) or ``interleaved`` (set c mod S: RepMLPNet's released code reshapes
@@ -69,6 +69,11 @@ class DepthwiseConv(Affinity):
             one_of(SHARE_LAYOUTS),
             "which channels a kernel set serves",
             search=False,
+        ),
+    )
+    inert = (
+        Inert(
+            ("dilation", "padding"), lambda p: p["kernel_size"] == 1, "a 1x1 kernel reads its own token only"
         ),
     )
 

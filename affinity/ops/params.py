@@ -10,13 +10,24 @@ it allows and the type it admits; the helpers below cover the common ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from affinity.errors import ConfigError, is_int
 
-__all__ = ["BOOL", "NUMBER", "POSITIVE_NUMBER", "Param", "Rule", "at_least", "odd", "one_of", "optional"]
+__all__ = [
+    "BOOL",
+    "NUMBER",
+    "POSITIVE_NUMBER",
+    "Inert",
+    "Param",
+    "Rule",
+    "at_least",
+    "odd",
+    "one_of",
+    "optional",
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +120,25 @@ class Param:
             "allowed": self.rule.allowed,
             "help": self.help,
         }
+
+
+@dataclass(frozen=True)
+class Inert:
+    """Parameters that cannot change what is computed while ``when`` holds.
+
+    The search hashes configurations in canonical form, with such parameters removed, so
+    proposals that differ only in them are duplicates (``affinity.ops.canonical``).
+
+    Args:
+        params: the inert parameters.
+        when: a predicate of the values (an affinity's: every declared parameter, defaults
+            filled in).
+        reason: one line: why they change nothing (a test builds both forms for each rule).
+    """
+
+    params: tuple[str, ...]
+    when: Callable[[Mapping[str, Any]], bool]
+    reason: str
 
 
 def resolve(params: Sequence[Param], given: dict[str, Any], owner: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from torch import Tensor
 from affinity.errors import ConfigError
 from affinity.ops._common import PADDINGS, check_map, chunk_sizes, shift_axis_into, shift_matrix
 from affinity.ops.base import Affinity, register_affinity
-from affinity.ops.params import Param, at_least, odd, one_of
+from affinity.ops.params import Inert, Param, at_least, odd, one_of
 
 AXES = ("h", "w")
 
@@ -87,6 +87,7 @@ class AxialShift(Affinity):
         Param("padding", "zero", one_of(PADDINGS), "what enters from outside the map"),
         Param("axis", "w", one_of(AXES), "the axis shifted (AS-MLP: one branch each)", search=False),
     )
+    inert = (Inert(("dilation", "padding"), lambda p: p["shift_size"] == 1, "one group, shifted by 0"),)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

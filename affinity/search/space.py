@@ -40,7 +40,9 @@ __all__ = [
 
 
 def config_hash(cfg: Any) -> str:
-    """12 hex digits identifying a model configuration: ``ModelCfg.fingerprint()``."""
+    """12 hex digits identifying what a model configuration computes: the fingerprint of its
+    canonical form (``ModelCfg.canonical``), so configurations that differ only in inert
+    parameters (an axial shift of size 1's dilation) share it and the search trains one."""
     from affinity.models.config import ModelCfg
 
-    return (cfg if isinstance(cfg, ModelCfg) else ModelCfg.from_dict(cfg)).fingerprint()
+    return (cfg if isinstance(cfg, ModelCfg) else ModelCfg.from_dict(cfg)).canonical().fingerprint()
