@@ -270,7 +270,11 @@ def count_flops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> FlopRe
     """Count the FLOPs of one forward pass of ``model`` on ``inputs`` (one trace).
 
     The model runs in eval mode for the count (BatchNorm, DropPath as at inference) and its
-    mode is restored. Works on CPU, CUDA and the meta device (shapes only).
+    mode is restored. Works on CPU, CUDA and the meta device: fvcore's JIT trace cannot run
+    meta tensors (torch's meta convolution rejects traced shapes), so a model or input on
+    the meta device is counted on an uninitialised CPU copy (``to_empty``: the counts depend
+    on shapes only; the copy costs the model's size in memory, the model itself is left
+    on the meta device).
 
     Args:
         model: any module; the registered models give an empty ``unsupported``.
@@ -279,6 +283,7 @@ def count_flops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> FlopRe
     Returns:
         A ``FlopReport`` for the whole batch.
     """
+    model, inputs = _off_meta(model, inputs)
     training = model.training
     model.eval()
     hooks, dense, dense_aff = _dense_hooks(model)
@@ -304,6 +309,22 @@ def count_flops(model: nn.Module, inputs: Tensor | tuple[Tensor, ...]) -> FlopRe
         dense_nxn_by_affinity=dict(dense_aff),
         batch_size=int(first.shape[0]),
     )
+
+
+def _off_meta(
+    model: nn.Module, inputs: Tensor | tuple[Tensor, ...]
+) -> tuple[nn.Module, Tensor | tuple[Tensor, ...]]:
+    """``model`` and ``inputs`` as they are, or, when any is on the meta device, an
+    uninitialised CPU copy of the model and zero CPU inputs of the same shapes."""
+    tensors = inputs if isinstance(inputs, tuple) else (inputs,)
+    on_meta = any(t.is_meta for t in (*model.parameters(), *model.buffers(), *tensors))
+    if not on_meta:
+        return model, inputs
+    import copy
+
+    cpu = copy.deepcopy(model).to_empty(device="cpu")
+    zeros = tuple(torch.zeros(t.shape, dtype=t.dtype) for t in tensors)
+    return cpu, zeros if isinstance(inputs, tuple) else zeros[0]
 
 
 def _dense_hooks(model: nn.Module) -> tuple[list[Any], Counter[str], Counter[str]]:

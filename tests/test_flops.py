@@ -88,3 +88,19 @@ def test_counting_restores_training_mode() -> None:
     model.train()
     count_flops(model, torch.randn(1, 1, 32, 32))
     assert model.training
+
+
+def test_meta_device_counts_as_the_cpu_does() -> None:
+    """A model built on the meta device (no weights allocated) gets the CPU model's figures and
+    stays on the meta device."""
+    kwargs = {"num_classes": 10, "img_size": 32, "in_chans": 1, "dims": (8, 16, 32, 64), "depth": 1}
+    with torch.device("meta"):
+        meta_model = create_model("as_mlp_mobile", **kwargs)
+        meta_x = torch.randn(2, 1, 32, 32)
+    on_meta = count_flops(meta_model, meta_x)
+    on_cpu = count_flops(create_model("as_mlp_mobile", **kwargs), torch.randn(2, 1, 32, 32))
+    assert on_meta.total == on_cpu.total > 0
+    assert on_meta.by_module == on_cpu.by_module
+    assert on_meta.dense_nxn == on_cpu.dense_nxn
+    assert on_meta.batch_size == 2
+    assert all(p.is_meta for p in meta_model.parameters())

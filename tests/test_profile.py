@@ -128,3 +128,29 @@ def test_top_level_profile_is_the_function() -> None:
 
     result = affinity.profile("resmlp_s12", img_size=32, in_chans=1, timing=False)
     assert result.params == module.profile("resmlp_s12", img_size=32, in_chans=1, timing=False).params
+
+
+def test_stage_dims_come_from_the_config() -> None:
+    """ResMLP's affine norm has no ``weight``: the dims are the config's, for every family."""
+    resmlp = profile("resmlp_s12", img_size=32, in_chans=1, num_classes=10, timing=False)
+    assert [(s.name, s.dim) for s in resmlp.stages] == [("stages.0", 384), ("head", None)]
+    as_mlp = profile("as_mlp_t", img_size=32, in_chans=1, num_classes=10, timing=False)
+    assert [s.dim for s in as_mlp.stages] == [96, 192, 384, 768, None]
+
+
+def test_table_units_scale_to_the_model() -> None:
+    """A toy model at 32×32 reads in K/M FLOPs, not 0.000 GFLOPs; data is never markup."""
+    from rich.console import Console
+
+    model = create_model("as_mlp_mobile", num_classes=10, img_size=32, in_chans=1, dims=(8, 16, 32, 64))
+    model.name = "toy[c,i]"
+    result = profile(model, img_size=32, in_chans=1, timing=False)
+    console = Console(width=100, record=True)
+    for part in render_table(result, per_layer=True):
+        console.print(part)
+    text = console.export_text()
+    assert "toy[c,i] @ 32×32" in text
+    assert "GFLOPs" not in text and "0.000" not in text
+    assert 1e5 < result.flops < 1e6  # so the summary says KFLOPs, three digits
+    assert f"│ KFLOPs           │      {result.flops / 1e3:.0f} │" in text
+    assert max(len(line) for line in text.splitlines()) <= 100

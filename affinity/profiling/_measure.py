@@ -1,20 +1,13 @@
-"""``profile()``: a model's params, FLOPs, activations, latency and cost breakdown, beside the
-paper's figures. Compute returns a ``ProfileResult``; rendering (rich table, JSON, CSV) is
-separate (``render_table``, ``to_json``, ``to_csv``).
-
-FLOPs are fvcore's multiply-adds (one multiply-add = one FLOP, as the papers count), counted
-once on a single image with ``affinity.flops.count_flops``; per-image figures do not depend
-on the batch size, latency and throughput do.
-"""
+"""Measurement: build or take a model, count its FLOPs once, time it, attribute the cost to
+stages, components, affinity kinds and layers. Returns a ``ProfileResult``; nothing here
+renders."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -22,120 +15,10 @@ from torch import Tensor, nn
 
 from affinity.device import resolve_device
 from affinity.errors import check_int
-from affinity.flops import UNIT, count_flops, count_params
+from affinity.flops import count_flops, count_params
+from affinity.profiling._result import AffinityCost, LayerCost, ProfileResult, StageCost
 
-
-@dataclass
-class StageCost:
-    """Cost of one part of the network (``stem``/``stages.i``/``head``) for one image.
-
-    Args:
-        name: module path (``stages.0``) or ``head`` (final norm, pooling, classifier).
-        params: parameters of the part.
-        flops: FLOPs (multiply-adds) of the part.
-        flops_pct: share of the model's FLOPs, in %.
-        hw: the part's map size (H, W), when it has one.
-        dim: its channels.
-    """
-
-    name: str
-    params: int
-    flops: int
-    flops_pct: float
-    hw: tuple[int, int] | None = None
-    dim: int | None = None
-
-
-@dataclass
-class AffinityCost:
-    """Cost of every affinity of one kind (``axial_shift``, ``attention``, ...) in the model.
-
-    Args:
-        kind: the registered affinity name.
-        count: how many there are.
-        params: their parameters (attention's Q, K projection included).
-        flops: their FLOPs, one image.
-        dense_nxn_flops: what they would cost as dense N×N affinities (``C·N_out·N_in`` each).
-    """
-
-    kind: str
-    count: int
-    params: int
-    flops: int
-    dense_nxn_flops: int
-
-
-@dataclass
-class LayerCost:
-    """One module of the per-layer table (embeddings and blocks)."""
-
-    path: str
-    type: str
-    params: int
-    flops: int
-
-
-@dataclass
-class ProfileResult:
-    """What ``profile`` measured (all FLOPs and activations per image).
-
-    Args:
-        model: name or YAML path profiled ("custom" for a module).
-        img_size: input side; batch_size: images per timed forward; in_chans, num_classes:
-            build arguments; device: where it ran.
-        params: parameters (all).
-        params_excl_head: parameters without the classifier.
-        flops: FLOPs (multiply-adds) of one image.
-        activations: elements written by every conv, linear and affinity for one image.
-        stages: per-stage cost (``StageCost``), including the head.
-        by_component: FLOPs per component kind: ``affinity``, ``mixer_projection``,
-            ``channel_mlp``, ``embedding``, ``norm``, ``gate``, ``head``, ``other``.
-        by_affinity: per affinity kind (``AffinityCost``).
-        dense_nxn_flops: the model's token mixing as dense N×N affinities (sum over mixers).
-        layers: per-layer costs (embeddings and blocks).
-        latency_ms: median forward time of one batch after warm-up (None without timing).
-        latency_runs: the timed runs, ms.
-        throughput: images per second at that median.
-        reference: the published reference (``Reference`` as a dict) for this input size.
-        params_diff_pct, flops_diff_pct: computed vs published, in % of published (params
-            compare with the head excluded when the paper excludes it).
-        unit: what one FLOP means.
-        seconds: wall time of the whole profile.
-    """
-
-    model: str
-    img_size: int
-    batch_size: int
-    in_chans: int
-    num_classes: int
-    device: str
-    params: int
-    params_excl_head: int
-    flops: int
-    activations: int
-    stages: list[StageCost]
-    by_component: dict[str, int]
-    by_affinity: list[AffinityCost]
-    dense_nxn_flops: int
-    layers: list[LayerCost] = field(default_factory=list)
-    latency_ms: float | None = None
-    latency_runs: list[float] = field(default_factory=list)
-    throughput: float | None = None
-    reference: dict[str, Any] | None = None
-    params_diff_pct: float | None = None
-    flops_diff_pct: float | None = None
-    unit: str = UNIT
-    seconds: float = 0.0
-
-    @property
-    def gflops(self) -> float:
-        return self.flops / 1e9
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["gflops"] = self.gflops
-        out["params_m"] = self.params / 1e6
-        return out
+__all__ = ["profile"]
 
 
 def profile(
@@ -295,19 +178,25 @@ def _params_of(module: nn.Module) -> int:
     return count_params(module)
 
 
+def _stage_dims(model: nn.Module) -> list[int | None]:
+    """Channels of each stage, from the model's config (``AffinityNet.cfg``): a block's norm
+    may have no weight (ResMLP's affine norm holds ``alpha``/``beta``), a config always says."""
+    cfg_stages = getattr(getattr(model, "cfg", None), "stages", None)
+    if cfg_stages is None:
+        return []
+    return [int(s.dim) for s in cfg_stages]
+
+
 def _stage_costs(model: nn.Module, by_module: dict[str, int], total: int) -> list[StageCost]:
     stages = getattr(model, "stages", None)
     out: list[StageCost] = []
     if stages is None:
         return [StageCost("model", _params_of(model), total, 100.0)]
+    dims = _stage_dims(model)
     used = 0
     for i, stage in enumerate(stages):
         flops = by_module.get(f"stages.{i}", 0)
         used += flops
-        blocks = getattr(stage, "blocks", None)
-        dim = None
-        if blocks is not None and len(blocks):
-            dim = getattr(getattr(blocks[0], "mixer", None), "dim", None)
         out.append(
             StageCost(
                 f"stages.{i}",
@@ -315,7 +204,7 @@ def _stage_costs(model: nn.Module, by_module: dict[str, int], total: int) -> lis
                 flops,
                 _pct(flops, total),
                 tuple(stage.hw) if hasattr(stage, "hw") else None,
-                dim,
+                dims[i] if i < len(dims) else None,
             )
         )
     stage_params = sum(s.params for s in out)
@@ -409,144 +298,3 @@ def _block_kind(block: nn.Module) -> str:
     if mixer is None or not hasattr(mixer, "branches"):
         return type(block).__name__
     return "+".join(b.affinity.name for b in mixer.branches)
-
-
-# --- rendering -------------------------------------------------------------------------------
-def _fmt_pct(value: float | None) -> str:
-    return "" if value is None else f"{value:+.1f}%"
-
-
-def to_json(result: ProfileResult) -> str:
-    """The result as JSON (keys documented in README.md, "affinity profile")."""
-    return json.dumps(result.to_dict(), indent=2)
-
-
-def to_csv(result: ProfileResult) -> str:
-    """One CSV row per part (each stage, the head, and a ``total`` row)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["model", "img_size", "part", "params", "gflops", "flops_pct", "latency_ms", "throughput"]
-    )
-    for s in result.stages:
-        writer.writerow(
-            [
-                result.model,
-                result.img_size,
-                s.name,
-                s.params,
-                f"{s.flops / 1e9:.4f}",
-                f"{s.flops_pct:.2f}",
-                "",
-                "",
-            ]
-        )
-    writer.writerow(
-        [
-            result.model,
-            result.img_size,
-            "total",
-            result.params,
-            f"{result.gflops:.4f}",
-            "100.00",
-            "" if result.latency_ms is None else f"{result.latency_ms:.2f}",
-            "" if result.throughput is None else f"{result.throughput:.2f}",
-        ]
-    )
-    return buf.getvalue()
-
-
-def render_table(result: ProfileResult, *, per_layer: bool = False) -> list[Any]:
-    """Rich renderables: the summary beside the published figures, per-stage and per-affinity
-    tables, and (``per_layer``) one row per embedding and block."""
-    from rich.table import Table
-
-    ref = result.reference or {}
-    summary = Table(
-        title=f"{result.model} @ {result.img_size}×{result.img_size} ({result.device})", show_header=True
-    )
-    summary.add_column("")
-    summary.add_column("computed", justify="right")
-    summary.add_column("published", justify="right")
-    summary.add_column("diff", justify="right")
-    summary.add_row(
-        "params (M)" + (" excl. head" if ref.get("params_exclude_head") else ""),
-        f"{(result.params_excl_head if ref.get('params_exclude_head') else result.params) / 1e6:.2f}",
-        "" if ref.get("params_m") is None else f"{ref['params_m']}",
-        _fmt_pct(result.params_diff_pct),
-    )
-    summary.add_row(
-        "GFLOPs (multiply-adds)",
-        f"{result.gflops:.2f}",
-        "" if ref.get("gflops") is None else f"{ref['gflops']}",
-        _fmt_pct(result.flops_diff_pct),
-    )
-    summary.add_row("top-1 (%)", "", "" if ref.get("top1") is None else f"{ref['top1']}", "")
-    summary.add_row("activations (M)", f"{result.activations / 1e6:.1f}", "", "")
-    summary.add_row("dense N×N mixing GFLOPs", f"{result.dense_nxn_flops / 1e9:.2f}", "", "")
-    if result.latency_ms is not None and result.throughput is not None:
-        summary.add_row(f"latency (ms, batch {result.batch_size})", f"{result.latency_ms:.1f}", "", "")
-        summary.add_row("throughput (img/s)", f"{result.throughput:.1f}", "", "")
-    out: list[Any] = [summary]
-    if ref.get("note"):
-        out.append(f"[dim]note: {ref['note']}[/dim]")
-
-    stages = Table(title="per stage")
-    for col in ("part", "map", "dim", "params (M)", "GFLOPs", "% FLOPs"):
-        stages.add_column(col, justify="left" if col == "part" else "right")
-    for s in result.stages:
-        stages.add_row(
-            s.name,
-            "" if s.hw is None else f"{s.hw[0]}×{s.hw[1]}",
-            "" if s.dim is None else str(s.dim),
-            f"{s.params / 1e6:.2f}",
-            f"{s.flops / 1e9:.3f}",
-            f"{s.flops_pct:.1f}",
-        )
-    out.append(stages)
-
-    kinds = Table(title="per affinity kind")
-    for col in ("affinity", "count", "params (M)", "GFLOPs", "as dense N×N"):
-        kinds.add_column(col, justify="left" if col == "affinity" else "right")
-    for a in result.by_affinity:
-        kinds.add_row(
-            a.kind,
-            str(a.count),
-            f"{a.params / 1e6:.2f}",
-            f"{a.flops / 1e9:.3f}",
-            f"{a.dense_nxn_flops / 1e9:.3f}",
-        )
-    out.append(kinds)
-
-    comp = Table(title="per component")
-    comp.add_column("component")
-    comp.add_column("GFLOPs", justify="right")
-    comp.add_column("%", justify="right")
-    for k, v in sorted(result.by_component.items(), key=lambda kv: -kv[1]):
-        comp.add_row(k, f"{v / 1e9:.3f}", f"{_pct(v, result.flops):.1f}")
-    out.append(comp)
-
-    if per_layer:
-        layers = Table(title="per layer")
-        for col in ("module", "kind", "params (M)", "GFLOPs"):
-            layers.add_column(col, justify="left" if col in ("module", "kind") else "right")
-        for row in result.layers:
-            layers.add_row(row.path, row.type, f"{row.params / 1e6:.3f}", f"{row.flops / 1e9:.4f}")
-        out.append(layers)
-    out.append(f"[dim]{result.unit}. Profiled in {result.seconds:.1f} s.[/dim]")
-    return out
-
-
-__all__ = [
-    "AffinityCost",
-    "LayerCost",
-    "ProfileResult",
-    "StageCost",
-    "profile",
-    "render_table",
-    "to_csv",
-    "to_json",
-]
