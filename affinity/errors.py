@@ -7,6 +7,7 @@ because it is all the user will see.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -61,6 +62,17 @@ def check_int(param: str, value: object, minimum: int, allowed: str | None = Non
     """``value`` as an int ≥ ``minimum``; else ``ConfigError`` naming ``param``."""
     check(is_int(value, minimum), param, value, allowed or f"an integer >= {minimum}")
     return int(value)  # type: ignore[call-overload]
+
+
+#: a study or space name: it becomes a folder under the results root
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_name(key: str, value: object, error: type[AffinityError] = ConfigError) -> str:
+    """``value`` when it can name a folder (a study, a space); else ``error`` naming ``key``."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise error(f"{key}: {value!r} is not allowed; allowed: letters, digits, _ . - (a folder name)")
+    return value
 
 
 def yaml_problem(exc: Exception) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,7 @@ def command(
     fvcore's: one multiply-add counts as one FLOP.
     """
     from affinity.commands._options import resolve_device, show_progress
-    from affinity.errors import StudyError
+    from affinity.errors import StudyError, check_name
     from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
@@ -85,9 +84,7 @@ def command(
         if size < target:
             notes.append(f"the grid has {size} points: n_trials {target} -> {size}")
             target = size
-    name = study or space.name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise StudyError(f"--study: {name!r} is not allowed; allowed: letters, digits, _ . - (a folder name)")
+    name = check_name("--study", study or space.name, StudyError)
     console = make_console()
     if check:
         console.print(f"space {space.name} ({space.source}): valid")

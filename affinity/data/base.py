@@ -9,7 +9,7 @@ tensor, so the trainer slices batches out of it instead of running a DataLoader 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torch.utils.data import Dataset
 
 from affinity.errors import ConfigError, DataError
 from affinity.registry import Registry
@@ -26,7 +25,7 @@ from affinity.registry import Registry
 MAX_IMG_SIZE = 1024
 
 
-class TensorSplit(Dataset[tuple[Tensor, Tensor]]):
+class TensorSplit:
     """One split held as tensors: images ``x`` (N, C, H, W) and labels ``y`` (N,).
 
     ``x`` keeps its storage dtype (uint8 for 8-bit sources, float32 otherwise) and is scaled
@@ -49,9 +48,6 @@ class TensorSplit(Dataset[tuple[Tensor, Tensor]]):
 
     def __len__(self) -> int:
         return len(self.y)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.normalise(self.x[index : index + 1])[0], self.y[index]
 
     def normalise(self, x: Tensor) -> Tensor:
         """Storage-dtype images -> float32, scaled to [0, 1], then (x - mean) / std."""
@@ -99,7 +95,6 @@ class DatasetSplits:
     class_names: list[str] | None = None
     flip: bool = False
     crop_pad: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line: name, sizes, classes."""

@@ -44,7 +44,6 @@ MOTIFS: dict[str, np.ndarray] = {
     "ring": np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=np.float32),
 }
 MOTIF_NAMES = list(MOTIFS)
-RELATIONS = ("right", "below")
 #: motifs are 3×3 patterns scaled by size // MOTIF_SCALE (6×6 on 32×32 images)
 MOTIF_SCALE = 16
 #: largest distance between the two motifs, as a share of the image side
@@ -181,5 +180,4 @@ def load_synthetic(arg: str | None, *, img_size: int | None, seed: int, val_frac
         class_names=names,
         flip=False,  # a flip turns right-of into left-of: another class's arrangement
         crop_pad=0,  # a crop could cut a motif off
-        info={"options": {"classes": classes, "size": size, "n": n, "noise": noise, "clutter": clutter}},
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from affinity.errors import StudyError
+from affinity.search.leaderboard import trial_accuracy
 
 if TYPE_CHECKING:
     import optuna
@@ -77,14 +78,6 @@ class StudyReport:
     trial_params: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
-def _accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
-    """Val accuracy of a finished trial: its ``val_acc`` attribute, else the first objective."""
-    acc = trial.user_attrs.get("val_acc")  # as the search's leaderboard reads it
-    if acc is None and trial.values:
-        acc = trial.values[0]
-    return None if acc is None else float(acc)
-
-
 def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     """Optuna's fANOVA importances of each parameter for val accuracy, and a note.
 
@@ -96,7 +89,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if _accuracy(t) is not None
+        if trial_accuracy(t) is not None
     ]
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
         return {}, (
@@ -114,7 +107,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
         notes.append("not in every trial (conditional, left out): " + ", ".join(conditional))
     if not varied:
         return {}, "; ".join(["no parameter varied across the finished trials", *notes])
-    if len({_accuracy(t) for t in done}) == 1:
+    if len({trial_accuracy(t) for t in done}) == 1:
         return {}, "; ".join(["every finished trial has the same val accuracy: nothing to explain", *notes])
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
@@ -127,7 +120,7 @@ def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
 
 
 def _accuracy_target(trial: optuna.trial.FrozenTrial) -> float:
-    acc = _accuracy(trial)
+    acc = trial_accuracy(trial)
     return float("nan") if acc is None else acc
 
 
@@ -138,7 +131,7 @@ def param_series(study: optuna.Study) -> list[ParamSeries]:
 
     series: dict[str, ParamSeries] = {}
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        acc = _accuracy(t)
+        acc = trial_accuracy(t)
         if acc is None:
             continue
         for name, value in t.params.items():

@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-__all__ = ["COLUMNS", "build_leaderboard", "front_numbers", "pareto_ranks", "write_outputs"]
+__all__ = [
+    "COLUMNS",
+    "build_leaderboard",
+    "front_numbers",
+    "pareto_ranks",
+    "trial_accuracy",
+    "write_outputs",
+]
 
 COLUMNS = (
     "number",
@@ -54,6 +61,15 @@ COLUMNS = (
 
 def _finite(x: Any) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def trial_accuracy(trial: optuna.trial.FrozenTrial) -> float | None:
+    """A trial's val accuracy: its ``val_acc`` attribute (set for every trial the search
+    trained, pruned ones included), else its first objective value; ``None`` when neither."""
+    acc = trial.user_attrs.get("val_acc")
+    if acc is None and trial.values:
+        acc = trial.values[0]
+    return None if acc is None else float(acc)
 
 
 def pareto_ranks(acc: Sequence[float], gflops: Sequence[float]) -> tuple[list[int], list[int]]:
@@ -100,9 +116,7 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for t in trials:
         attrs = t.user_attrs
-        acc = attrs.get("val_acc")
-        if acc is None and t.values:
-            acc = t.values[0]
+        acc = trial_accuracy(t)
         duration = None
         if t.datetime_start is not None and t.datetime_complete is not None:
             duration = (t.datetime_complete - t.datetime_start).total_seconds()
