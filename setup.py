@@ -24,8 +24,11 @@ setup(
     package_dir={"affinity.search_spaces": "search_spaces"},
     package_data={"affinity": ["py.typed"], "affinity.search_spaces": ["*.yaml"]},
     install_requires=[
-        "torch>=2.1",
-        "optuna>=3.5",
+        # torch.amp.GradScaler (mixed precision on CUDA) arrived in torch 2.3
+        "torch>=2.3",
+        # optuna.storages.journal.JournalFileBackend (the default storage) arrived in optuna 4.0;
+        # nothing newer is needed: the TPE options, fANOVA and PED-ANOVA are all in 4.0
+        "optuna>=4.0",
         "click>=8.1",
         "rich>=13",
         "fvcore>=0.1.5",
@@ -33,16 +36,16 @@ setup(
         "pyyaml>=6.0",
         # digits, the embedded default dataset, ships inside scikit-learn (no download)
         "scikit-learn>=1.3",
-        # imagefolder datasets are read with Pillow
-        "pillow>=9",
+        # imagefolder datasets are read with Pillow (Image.Resampling arrived in Pillow 9.1)
+        "pillow>=9.1",
         # report and `affinity show` render PNGs headless
         "matplotlib>=3.7",
     ],
     extras_require={
         "test": ["pytest>=7"],
-        # workers on several machines share one study in PostgreSQL; SQLAlchemy 2.1's default
-        # postgresql:// driver is psycopg 3
-        "postgres": ["psycopg[binary]>=3.1"],
+        # workers on several machines share one study in PostgreSQL; postgresql:// URLs need
+        # SQLAlchemy 2.1, whose default driver for them is psycopg 3 (2.0's is psycopg2)
+        "postgres": ["psycopg[binary]>=3.1", "SQLAlchemy>=2.1"],
         "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
     },
     entry_points={"console_scripts": ["affinity=affinity.cli:main"]},
