@@ -95,7 +95,7 @@ def command(
     # the data is loaded once here so a bad dataset fails before anything is written
     from affinity.data import load_dataset
 
-    load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed)
+    load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
 
     from affinity.search.leaderboard import front_numbers
     from affinity.search.render import FRONT, leaderboard_table

@@ -92,7 +92,7 @@ def command(
     name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
     out_dir = Path(out) if out else Path("results") / "train" / name
     say = click.echo if not quiet else (lambda *a, **k: None)
-    data = load_dataset(dataset, img_size=img_size, seed=cfg.seed)
+    data = load_dataset(dataset, img_size=img_size, seed=cfg.seed, quiet=quiet)
     torch.manual_seed(cfg.seed)
     net = create_model(
         model_cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans

@@ -130,16 +130,19 @@ def load_dataset(
     img_size: int | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
+    quiet: bool = False,
 ) -> DatasetSplits:
     """Load a dataset from its spec (``NAME`` or ``NAME:ARG``) into memory.
 
     Args:
-        spec: ``digits`` (default), ``synthetic[:k=v,...]``, ``cifar10:PATH``,
-            ``cifar100:PATH``, ``imagefolder:PATH`` or ``npz:PATH``.
+        spec: ``digits`` (default), ``synthetic[:k=v,...]``, ``cifar10[:PATH]``,
+            ``cifar100[:PATH]`` (no path: the official archive, downloaded once into
+            ``$AFFINITY_DATA``), ``imagefolder:PATH`` or ``npz:PATH``.
         img_size: square side every image is resized to; None keeps the dataset's default
             (32 for digits, synthetic and image folders, the stored size otherwise).
         seed: seeds the train/val split (and the synthetic generator).
         val_fraction: share held out for validation where the source has no split of its own.
+        quiet: no download progress (``cifar10`` / ``cifar100`` fetch their archive once).
 
     Returns:
         The splits, normalised with statistics of the train split.
@@ -158,7 +161,10 @@ def load_dataset(
         raise ConfigError(
             f"val_fraction={val_fraction!r} is not allowed: a fraction strictly between 0 and 1"
         )
-    data = loader(arg or None, img_size=img_size, seed=seed, val_fraction=val_fraction)
+    from affinity.data.download import quiet as no_progress
+
+    with no_progress(quiet):
+        data = loader(arg or None, img_size=img_size, seed=seed, val_fraction=val_fraction)
     data.name = spec
     return finalize(data)
 

@@ -1,5 +1,7 @@
 """CIFAR-10 and CIFAR-100 from the standard python pickle batch folders.
 
+``cifar10`` / ``cifar100`` without a path read the cache folder, downloading and checking
+the official archive the first time (``affinity.data.download``).
 ``cifar10:PATH``: ``PATH`` holds ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``
 (and optionally ``batches.meta`` with the label names), as the ``cifar-10-python.tar.gz``
 archive unpacks (``PATH`` may also be the folder that contains ``cifar-10-batches-py``).
@@ -29,6 +31,7 @@ from affinity.data.base import (
     require_path,
     resize,
 )
+from affinity.data.download import fetch
 from affinity.errors import DataError
 
 _SAFE_GLOBALS = {
@@ -104,7 +107,13 @@ def _load(
     num_classes: int,
     img_size: int | None,
 ) -> DatasetSplits:
-    root = require_path(arg, name, f"a folder with {', '.join([*train_files, test_file])}")
+    def complete(folder: Path) -> bool:
+        return all((folder / f).is_file() for f in [*train_files, test_file])
+
+    if arg is None:  # the official archive, fetched once into the cache
+        root = fetch(name, complete)
+    else:
+        root = require_path(arg, name, f"a folder with {', '.join([*train_files, test_file])}")
     if (root / inner).is_dir():
         root = root / inner
     if not root.is_dir():
