@@ -37,6 +37,11 @@ class Scale:
             return ""
         return f"{value / self.factor:.{self.decimals}f}"
 
+    @property
+    def word(self) -> str:
+        """``thousands``, ``millions``, ``billions`` or ``units``."""
+        return {"K": "thousands", "M": "millions", "G": "billions"}.get(self.prefix, "units")
+
     def label(self, what: str) -> str:
         """The column header, e.g. ``MFLOPs`` or ``params (K)``."""
         if what == "FLOPs":

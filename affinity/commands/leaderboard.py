@@ -20,15 +20,27 @@ DESCENDING = ("val_acc",)
 @click.option(
     "--sort", "sort_col", default=None, help="Sort by this column (val_acc descending, others ascending)."
 )
+@click.option(
+    "--with-duplicates",
+    is_flag=True,
+    help="Also list trials that repeat an earlier configuration (the CSV always has them).",
+)
 @format_option
 def command(
-    study: str, storage: str | None, out: str, top: int | None, sort_col: str | None, fmt: str
+    study: str,
+    storage: str | None,
+    out: str,
+    top: int | None,
+    sort_col: str | None,
+    with_duplicates: bool,
+    fmt: str,
 ) -> None:
     """Rebuild a study's leaderboard (one row per trial, Pareto ranks) from its storage.
 
     Columns are documented in README.md (val_acc, gflops, params_m, latency_ms, pareto_rank,
     dominated_by, ... and one per searched parameter). GFLOPs are fvcore's: one
-    multiply-add counts as one FLOP.
+    multiply-add counts as one FLOP. The table and JSON list each configuration once (a
+    duplicate reuses an earlier trial's result); --format csv keeps every trial.
     """
     from affinity.errors import StudyError
     from affinity.search.leaderboard import build_leaderboard
@@ -46,6 +58,10 @@ def command(
         board = board.sort_values(
             sort_col, ascending=sort_col not in DESCENDING, na_position="last", kind="mergesort"
         ).reset_index(drop=True)
+    total = len(board)
+    if not with_duplicates and fmt != "csv":
+        board = board[board["status"] != "duplicate"].reset_index(drop=True)
+    hidden = total - len(board)
     if top is not None:
         board = board.head(top)
     if fmt == "csv":
@@ -55,4 +71,7 @@ def command(
     else:
         from affinity.search.render import console
 
-        console().print(leaderboard_table(board, f"{study}: {len(board)} trials"))
+        note = f"{hidden} duplicate trials hidden (--with-duplicates lists them)" if hidden else ""
+        shown = f"top {len(board)} of " if top is not None else ""
+        title = f"{study}: {shown}{total - hidden} distinct configurations ({total} trials)"
+        console().print(leaderboard_table(board, title, note=note))
