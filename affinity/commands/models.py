@@ -57,6 +57,7 @@ def command(pattern: str | None, fmt: str) -> None:
         click.echo(buf.getvalue(), nl=False)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="registered models: published figures (FLOPs are multiply-adds)")
@@ -75,13 +76,13 @@ def command(pattern: str | None, fmt: str) -> None:
             "—" if r["params_m"] is None else f"{r['params_m']}" + ("*" if r["params_exclude_head"] else "")
         )
         table.add_row(
-            str(r["name"]) + ("†" if r["note"] else ""),
+            escape(str(r["name"])) + ("†" if r["note"] else ""),
             "iso" if r["family"] == "isotropic" else "hier",
             params,
             "—" if r["gflops"] is None else f"{r['gflops']}",
             "—" if r["top1"] is None else f"{r['top1']}",
             str(r["img_size"]),
-            ", ".join(str(r["paper"]).split(", ")[1:]) or str(r["paper"]),  # title, venue
+            escape(", ".join(str(r["paper"]).split(", ")[1:]) or str(r["paper"])),  # title, venue
         )
     console = Console()
     console.print(table)
