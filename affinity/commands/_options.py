@@ -63,6 +63,32 @@ def train_options(*names: str, default: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+#: ``--out``: the results root, one meaning for every command (a study lives in OUT/STUDY/)
+RESULTS = "results"
+
+
+def out_option(help_text: str) -> Callable[[F], F]:
+    """``--out DIR``, the results root (default ``results``); a file name there is refused,
+    since the commands that write one file take ``--file`` / ``--html`` for it."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if value.lower().endswith((".png", ".html", ".csv", ".json")):
+            hint = "--file" if value.lower().endswith(".png") else "--html"
+            raise click.BadParameter(
+                f"{value!r} is a file name; --out is the results root (a folder): use {hint} for one file"
+            )
+        return value
+
+    return click.option(
+        "--out",
+        default=RESULTS,
+        show_default=True,
+        type=click.Path(file_okay=False),
+        callback=check,
+        help=help_text,
+    )
+
+
 def resolve_device(device: str) -> str:
     """The ``--device`` value as a device string (``auto`` resolved); see ``affinity.device``."""
     from affinity.device import resolve_device as resolve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import format_option
+from affinity.commands._options import format_option, out_option
 
 #: columns sorted best-first in descending order; every other column sorts ascending
 DESCENDING = ("val_acc",)
@@ -13,9 +13,7 @@ DESCENDING = ("val_acc",)
 @click.command("leaderboard")
 @click.argument("study")
 @click.option("--storage", default=None, help="Optuna storage URL (default: OUT/STUDY/journal.log).")
-@click.option(
-    "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
-)
+@out_option("Results root: the study is OUT/STUDY/.")
 @click.option("--top", type=int, default=None, help="Show only the first K rows.")
 @click.option(
     "--sort", "sort_col", default=None, help="Sort by this column (val_acc descending, others ascending)."

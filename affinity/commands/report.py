@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import quiet_option
+from affinity.commands._options import out_option, quiet_option
 
 
 @click.command("report")
@@ -13,28 +13,38 @@ from affinity.commands._options import quiet_option
     "--storage",
     default=None,
     metavar="URL",
-    help="Optuna storage URL or journal file; default results/STUDY/journal.log.",
+    help="Optuna storage URL or journal file; default OUT/STUDY/journal.log.",
+)
+@out_option("Results root: the study is OUT/STUDY/, the page OUT/STUDY/report.html.")
+@click.option(
+    "--html",
+    "html_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the page to this file instead (its PNGs go beside it).",
 )
 @click.option(
-    "--out",
-    "out_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Folder for report.html and the PNGs; default results/STUDY.",
+    "--with-duplicates",
+    is_flag=True,
+    help="Plot trials that repeat an earlier configuration too (by default each configuration once).",
 )
 @quiet_option
-def command(study: str, storage: str | None, out_dir: str | None, quiet: bool) -> None:
-    """Write results/STUDY/report.html: leaderboard, Pareto front (val accuracy vs GFLOPs),
+def command(
+    study: str, storage: str | None, out: str, html_file: str | None, with_duplicates: bool, quiet: bool
+) -> None:
+    """Write OUT/STUDY/report.html: leaderboard, Pareto front (val accuracy vs GFLOPs),
     parameter importances, val accuracy per searched parameter, the front's configurations;
     and each plot as a PNG beside it."""
     from pathlib import Path
 
     from affinity.report.html import write_report
-    from affinity.report.study import collect, open_study
+    from affinity.report.study import collect
+    from affinity.search.study import load_study
 
-    loaded = open_study(study, storage)
-    report = collect(loaded)
-    page, pngs = write_report(report, Path(out_dir) if out_dir else Path("results") / study)
+    loaded = load_study(study, storage, out=out)
+    report = collect(loaded, with_duplicates=with_duplicates)
+    page_path = Path(html_file) if html_file else Path(out) / study / "report.html"
+    page, pngs = write_report(report, page_path.parent, html_name=page_path.name)
     if not quiet:
         click.echo(
             f"{page} ({len(report.leaderboard)} trials, {int(report.points['front'].sum())} on the front, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import checkpoint_option
+from affinity.commands._options import checkpoint_option, out_option
 
 
 @click.command("show")
@@ -12,12 +12,13 @@ from affinity.commands._options import checkpoint_option
 @checkpoint_option
 @click.option("--layer", default=None, help="Mixer index (0 = first, -1 = last) or module name; default 0.")
 @click.option("--query", default=None, metavar="ROW,COL", help="Output token to explain; default the centre.")
+@out_option("Results root: pictures go to OUT/show/ (show_<target>_<layer>.png, compare.png).")
 @click.option(
-    "--out",
+    "--file",
     "out_file",
     default=None,
     type=click.Path(dir_okay=False),
-    help="PNG to write; default show_<target>_<layer>.png (or compare.png).",
+    help="Write the PNG here instead (tiles beside it).",
 )
 @click.option("--img-size", type=int, default=None, help="Input size (default: the model's or checkpoint's).")
 @click.option(
@@ -33,6 +34,7 @@ def command(
     checkpoint: str | None,
     layer: str | None,
     query: str | None,
+    out: str,
     out_file: str | None,
     img_size: int | None,
     compare: str | None,
@@ -68,9 +70,9 @@ def command(
         fig = pictures.plot_compare(
             fields, f"receptive field of token ({q[0]}, {q[1]}) on a {grid}×{grid} grid"
         )
-        out = Path(out_file or "compare.png")
-        pictures.save_png(fig, out)
-        click.echo(f"{out}: " + "; ".join(f"{f.title}: {int(f.support.sum())} tokens" for f in fields))
+        path = Path(out_file) if out_file else Path(out) / "show" / "compare.png"
+        pictures.save_png(fig, path)
+        click.echo(f"{path}: " + "; ".join(f"{f.title}: {int(f.support.sum())} tokens" for f in fields))
         return
     if target is None:
         raise ConfigError("MODEL|CONFIG.yaml|CHECKPOINT is missing: give one, or use --compare OP,OP,...")
@@ -79,7 +81,8 @@ def command(
 
     model, label, size, in_chans = load_model(target, img_size, checkpoint)
     data = layer_fields(model, layer=layer, img_size=size, in_chans=in_chans, query=query)
-    out = Path(out_file) if out_file else Path(f"show_{label}_{data.layer.replace('.', '_')}.png")
+    default = Path(out) / "show" / f"show_{label}_{data.layer.replace('.', '_')}.png"
+    path = Path(out_file) if out_file else default
     written = []
     if data.fields:
         q = data.fields[0].query
@@ -87,12 +90,12 @@ def command(
             f"{label} @ {size}px, {data.layer} ({data.hw[0]}×{data.hw[1]} tokens): "
             f"weights token ({q[0]}, {q[1]}) aggregates, per channel group\n{data.note}"
         )
-        pictures.save_png(pictures.plot_fields(crop_fields(data.fields), title), out)
-        written.append(str(out))
+        pictures.save_png(pictures.plot_fields(crop_fields(data.fields), title), path)
+        written.append(str(path))
     for i, tiles in enumerate(data.tiles):
-        path = out.with_name(f"{out.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
-        pictures.save_png(pictures.plot_tiles(tiles), path)
-        written.append(f"{path} ({len(tiles.tiles)} tiles of {tiles.title})")
+        tiles_path = path.with_name(f"{path.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
+        pictures.save_png(pictures.plot_tiles(tiles), tiles_path)
+        written.append(f"{tiles_path} ({len(tiles.tiles)} tiles of {tiles.title})")
     for line in data.skipped:
         written.append(f"no map for {line}")
     click.echo("\n".join(written))

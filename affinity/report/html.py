@@ -93,7 +93,14 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
         f"<h1>affinity report: {esc(report.name)}</h1>",
         f"<p>{len(report.leaderboard)} trials; objectives: {esc(', '.join(report.directions))}; "
         f"{n_front} on the Pareto front (val accuracy up, GFLOPs down). FLOPs are fvcore's: "
-        "one multiply-add counts as one FLOP.</p>",
+        "one multiply-add counts as one FLOP."
+        + (
+            f" The plots and importances count each configuration once: {report.duplicates} "
+            "duplicate trials (the leaderboard lists them) are left out (--with-duplicates keeps them)."
+            if report.duplicates
+            else ""
+        )
+        + "</p>",
         "<h2>Pareto front</h2>",
         *(_img(im) for im in by_section.get("pareto", [])),
     ]
@@ -104,8 +111,8 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     parts.append(_leaderboard_table(report))
     parts.append("<h2>Parameter importances</h2>")
     parts.extend(_img(im) for im in by_section.get("importances", []))
-    if report.importance_note:
-        parts.append(f'<p class="note">{esc(report.importance_note)}</p>')
+    if report.importances.note:
+        parts.append(f'<p class="note">{esc(report.importances.note)}</p>')
     parts.append("<h2>Val accuracy per searched parameter</h2>")
     parts.extend(_img(im) for im in by_section.get("params", []))
     if not by_section.get("params"):
@@ -128,8 +135,10 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     return "\n".join(parts)
 
 
-def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[Path]]:
-    """Draw every picture, write each PNG and ``report.html`` into ``out_dir``.
+def write_report(
+    report: StudyReport, out_dir: str | Path, *, html_name: str = "report.html"
+) -> tuple[Path, list[Path]]:
+    """Draw every picture, write each PNG and the page (``html_name``) into ``out_dir``.
 
     Returns:
         The HTML path and the PNG paths, in the order they appear in the page.
@@ -148,12 +157,12 @@ def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[P
                 pictures.png_bytes(pictures.plot_pareto(report)),
             )
         )
-    if report.importances:
+    if report.importances.values:
         images.append(
             Image(
                 "importances",
                 "importances.png",
-                "fANOVA importance of each parameter for val accuracy",
+                "fANOVA importance of each parameter for val accuracy, among the trials that have it",
                 pictures.png_bytes(pictures.plot_importances(report)),
             )
         )
@@ -174,5 +183,5 @@ def write_report(report: StudyReport, out_dir: str | Path) -> tuple[Path, list[P
     paths = []
     for im in images:
         paths.append(atomic_write_bytes(out / im.filename, im.png))
-    page = atomic_write_text(out / "report.html", render_html(report, images))
+    page = atomic_write_text(out / html_name, render_html(report, images))
     return page, paths

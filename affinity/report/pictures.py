@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from affinity._io import atomic_write_bytes
+from affinity.units import scale_for
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -60,21 +61,13 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> bytes:
 # study
 
 
-def flops_unit(max_gflops: float) -> tuple[str, float]:
-    """The unit that shows ``max_gflops`` without an exponent: (name, factor from GFLOPs)."""
-    for unit, scale in (("GFLOPs", 1.0), ("MFLOPs", 1e3), ("KFLOPs", 1e6)):
-        if max_gflops * scale >= 1.0:
-            return unit, scale
-    return "FLOPs", 1e9
-
-
 def plot_pareto(report: StudyReport) -> Figure:
     """Val accuracy against GFLOPs; the Pareto front joined, highlighted and labelled."""
     fig = Figure(figsize=(7.0, 4.8))
     ax = fig.add_subplot()
     pts = report.points.copy()
-    unit, scale = flops_unit(float(pts["gflops"].max()) if len(pts) else 1.0)
-    pts["flops"] = pts["gflops"] * scale
+    unit = scale_for(pts["gflops"] * 1e9)
+    pts["flops"] = pts["gflops"] * 1e9 / unit.factor
     rest, front = pts[~pts["front"]], pts[pts["front"]].sort_values("flops")
     ax.scatter(rest["flops"], rest["accuracy"], s=28, color=OTHER_COLOR, alpha=0.7, label="trials")
     ax.step(front["flops"], front["accuracy"], where="post", color=FRONT_COLOR, lw=1.2, alpha=0.6)
@@ -97,7 +90,7 @@ def plot_pareto(report: StudyReport) -> Figure:
             fontsize=8,
             color=FRONT_COLOR,
         )
-    ax.set_xlabel(f"{unit} (fvcore: one multiply-add = one FLOP)")
+    ax.set_xlabel(f"{unit.label('FLOPs')} (fvcore: one multiply-add = one FLOP)")
     ax.set_ylabel("val accuracy")
     distinct = len(pts[["flops", "accuracy"]].drop_duplicates())
     same = f", {len(pts) - distinct} on top of another" if distinct < len(pts) else ""
@@ -108,25 +101,28 @@ def plot_pareto(report: StudyReport) -> Figure:
 
 
 def plot_importances(report: StudyReport) -> Figure:
-    """Horizontal bars of Optuna's fANOVA importances for val accuracy."""
-    items = sorted(report.importances.items(), key=lambda kv: kv[1])
+    """Horizontal bars of Optuna's fANOVA importances for val accuracy, each labelled with the
+    number of trials it rests on (a conditional parameter: the trials where it exists)."""
+    imp = report.importances
+    items = sorted(imp.values.items(), key=lambda kv: kv[1])
     fig = Figure(figsize=(6.5, 0.45 * len(items) + 1.4))
     ax = fig.add_subplot()
-    ax.barh([k for k, _ in items], [v for _, v in items], color="#1f77b4")
+    ax.barh([f"{k} (n={imp.trials[k]})" for k, _ in items], [v for _, v in items], color="#1f77b4")
     for i, (_, v) in enumerate(items):
         ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
-    ax.set_xlim(0, max(1.0, max(v for _, v in items) * 1.15))
-    ax.set_xlabel("importance for val accuracy (fANOVA, normalised)")
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("share of val-accuracy variance explained (fANOVA), among the n trials")
     ax.set_title(f"{report.name}: parameter importances")
     return fig
 
 
 def plot_param(series: ParamSeries, name: str = "") -> Figure:
-    """Val accuracy against one parameter: strip + box for categorical, scatter for numeric."""
+    """Val accuracy against one parameter: strip + box for categorical and discrete (an integer
+    with few values), scatter for numeric (integer ticks for an integer)."""
     fig = Figure(figsize=(5.0, 3.6))
     ax = fig.add_subplot()
     acc = np.asarray(series.accuracy, dtype=float)
-    if series.kind == "categorical":
+    if series.kind in ("categorical", "discrete"):  # one column per value, no axis between
         present = [c for c in series.choices if any(v == c for v in series.values)]
         present += [v for v in dict.fromkeys(series.values) if v not in present]
         groups = [acc[[v == c for v in series.values]] for c in present]
@@ -139,6 +135,10 @@ def plot_param(series: ParamSeries, name: str = "") -> Figure:
         ax.set_xticks(range(len(present)), [str(c) for c in present])
     else:
         ax.scatter(np.asarray(series.values, dtype=float), acc, s=22, alpha=0.8, color="#1f77b4")
+        if all(isinstance(v, int) for v in series.values):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if series.log:
             ax.set_xscale("log")
     ax.set_xlabel(series.name + (" (log scale)" if series.log else ""))

@@ -20,10 +20,15 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-__all__ = ["ParamSeries", "StudyReport", "collect", "importances", "param_series"]
+__all__ = ["Importances", "ParamSeries", "StudyReport", "collect", "importances", "param_series"]
 
 #: Fewer finished trials than this and Optuna's fANOVA importances mean nothing.
 MIN_TRIALS_FOR_IMPORTANCE = 3
+#: A ranking resting on fewer trials than this is a hint, not a finding (the order of a
+#: 30-trial study's importances could flip with two more trials); the report says so.
+MIN_TRIALS_FOR_RANKING = 20
+#: An integer parameter with at most this many values is drawn on a discrete axis.
+MAX_DISCRETE_VALUES = 16
 
 
 @dataclass
@@ -32,12 +37,13 @@ class ParamSeries:
 
     Args:
         name: the parameter.
-        kind: ``categorical`` or ``numeric``.
+        kind: ``categorical``, ``discrete`` (an integer with few values: drawn like a
+            categorical, one column per value) or ``numeric``.
         values: the parameter's value per trial.
         accuracy: the val accuracy per trial.
         trials: the trial numbers.
         log: numeric parameter searched on a log scale.
-        choices: a categorical parameter's choices, in the space's order.
+        choices: the values a categorical or discrete parameter can take, in order.
     """
 
     name: str
@@ -50,73 +56,131 @@ class ParamSeries:
 
 
 @dataclass
+class Importances:
+    """Parameter importances for val accuracy, each over the trials where it exists.
+
+    Args:
+        values: parameter -> fANOVA's share of the val-accuracy variance its main effect
+            explains (0 to 1, not normalised), among the trials where it exists.
+        trials: parameter -> how many distinct finished trials that figure rests on.
+        note: what was left out and why, and which figures rest on too few trials.
+    """
+
+    values: dict[str, float] = field(default_factory=dict)
+    trials: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
 class StudyReport:
     """Everything the report shows, as data.
 
     Args:
         name: the study.
         directions: Optuna's directions (``maximize`` accuracy, then ``minimize`` GFLOPs).
-        leaderboard: one row per trial (the search's leaderboard).
-        points: per finished trial with both figures: ``number``, ``accuracy``, ``gflops``,
-            ``front`` (on the Pareto front).
-        importances: parameter -> importance for val accuracy (empty when not computable).
-        importance_note: why importances are missing or partial.
-        params: accuracy per searched parameter.
+        leaderboard: one row per trial (the search's leaderboard, duplicates included).
+        points: per distinct finished trial with both figures (every finished trial with
+            ``with_duplicates``): ``number``, ``accuracy``, ``gflops``, ``front``.
+        importances: parameter importances for val accuracy, with the trials each rests on.
+        params: accuracy per searched parameter (distinct trials, as ``points``).
         front_configs: ``(trial number, YAML text)`` per trial on the front (duplicates of an
             earlier front trial left out, as the search's ``front/`` folder does).
         trial_params: the searched parameters of each front trial.
+        duplicates: how many duplicate trials the plots leave out (0 with ``with_duplicates``).
     """
 
     name: str
     directions: list[str]
     leaderboard: pd.DataFrame
     points: pd.DataFrame
-    importances: dict[str, float]
-    importance_note: str
+    importances: Importances
     params: list[ParamSeries]
     front_configs: list[tuple[int, str]]
     trial_params: dict[int, dict[str, Any]] = field(default_factory=dict)
+    duplicates: int = 0
 
 
-def importances(study: optuna.Study) -> tuple[dict[str, float], str]:
-    """Optuna's fANOVA importances of each parameter for val accuracy, and a note.
+def _finished(study: optuna.Study, with_duplicates: bool) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE trials with a val accuracy; a duplicate (the same configuration as an earlier
+    trial, its result reused) only when ``with_duplicates``."""
+    import optuna
 
-    Too few finished trials, or parameters that never changed, give a note instead of an
-    error: importances need variation to explain.
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if trial_accuracy(t) is not None and (with_duplicates or t.user_attrs.get("status") != "duplicate")
+    ]
+
+
+def importances(study: optuna.Study, *, with_duplicates: bool = False) -> Importances:
+    """Optuna's fANOVA importance of each searched parameter for val accuracy, conditional
+    parameters included: each parameter is evaluated on the trials where it exists (with the
+    parameters that exist in all of those trials and vary there), so a shift size is ranked
+    among the axial-shift trials instead of being left out.
+
+    Too few trials, or parameters that never changed, give a note instead of an error.
     """
     import optuna
 
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if trial_accuracy(t) is not None
-    ]
+    done = _finished(study, with_duplicates)
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
-        return {}, (
-            f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished trials; "
+        return Importances(
+            note=f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished trials; "
             f"this study has {len(done)}"
         )
-    in_all = set.intersection(*(set(t.params) for t in done))
-    varied = sorted(p for p in in_all if len({repr(t.params[p]) for t in done}) > 1)
+    names = sorted(set().union(*(t.params for t in done)))
+
+    def having(name: str) -> list[optuna.trial.FrozenTrial]:
+        return [t for t in done if name in t.params]
+
+    def varies(name: str, trials: list[optuna.trial.FrozenTrial]) -> bool:
+        return len({repr(t.params[name]) for t in trials}) > 1
+
+    varied = [n for n in names if varies(n, having(n))]
     notes = []
-    constant = sorted(in_all - set(varied))
+    constant = [n for n in names if n not in varied]
     if constant:
         notes.append("took one value only (no importance): " + ", ".join(constant))
-    conditional = sorted(set().union(*(t.params for t in done)) - in_all)
-    if conditional:
-        notes.append("not in every trial (conditional, left out): " + ", ".join(conditional))
-    if not varied:
-        return {}, "; ".join(["no parameter varied across the finished trials", *notes])
-    if len({trial_accuracy(t) for t in done}) == 1:
-        return {}, "; ".join(["every finished trial has the same val accuracy: nothing to explain", *notes])
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    try:
-        imp = optuna.importance.get_param_importances(
-            study, evaluator=evaluator, params=varied, target=_accuracy_target, normalize=True
+    groups: dict[tuple[int, ...], list[str]] = {}  # the trials a parameter exists in -> parameters
+    for name in varied:
+        groups.setdefault(tuple(t.number for t in having(name)), []).append(name)
+    result = Importances()
+    for numbers, members in groups.items():
+        trials = [t for t in done if t.number in set(numbers)]
+        if len(trials) < MIN_TRIALS_FOR_IMPORTANCE:
+            notes.append(f"{', '.join(members)}: only {len(trials)} trials have it")
+            continue
+        if len({trial_accuracy(t) for t in trials}) == 1:
+            notes.append(f"{', '.join(members)}: every trial with it has the same val accuracy")
+            continue
+        context = [n for n in varied if all(n in t.params for t in trials) and varies(n, trials)]
+        sub = optuna.create_study(directions=study.directions)
+        sub.add_trials(trials)
+        try:
+            imp = optuna.importance.get_param_importances(
+                sub,
+                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                params=context,
+                target=_accuracy_target,
+                normalize=False,
+            )
+        except (ValueError, RuntimeError) as exc:  # Optuna's own "cannot evaluate" cases
+            notes.append(f"{', '.join(members)}: Optuna could not compute importances: {exc}")
+            continue
+        for name in members:
+            result.values[name] = float(imp[name])
+            result.trials[name] = len(trials)
+    if not result.values and not notes:
+        notes.append("no parameter varied across the finished trials")
+    result.values = dict(sorted(result.values.items(), key=lambda kv: -kv[1]))
+    thin = [f"{n} ({result.trials[n]})" for n in result.values if result.trials[n] < MIN_TRIALS_FOR_RANKING]
+    if thin:
+        notes.append(
+            f"resting on fewer than {MIN_TRIALS_FOR_RANKING} trials, so the order may change with "
+            "a few more: " + ", ".join(thin)
         )
-    except (ValueError, RuntimeError) as exc:  # Optuna's own "cannot evaluate" cases
-        return {}, "; ".join([f"Optuna could not compute importances: {exc}", *notes])
-    return {k: float(v) for k, v in imp.items()}, "; ".join(notes)
+    result.note = "; ".join(notes)
+    return result
 
 
 def _accuracy_target(trial: optuna.trial.FrozenTrial) -> float:
@@ -124,21 +188,27 @@ def _accuracy_target(trial: optuna.trial.FrozenTrial) -> float:
     return float("nan") if acc is None else acc
 
 
-def param_series(study: optuna.Study) -> list[ParamSeries]:
-    """Val accuracy against each searched parameter (finished trials only), by parameter name."""
-    import optuna
+def param_series(study: optuna.Study, *, with_duplicates: bool = False) -> list[ParamSeries]:
+    """Val accuracy against each searched parameter (finished trials, each configuration once
+    unless ``with_duplicates``), by parameter name."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     series: dict[str, ParamSeries] = {}
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in _finished(study, with_duplicates):
         acc = trial_accuracy(t)
-        if acc is None:
-            continue
+        assert acc is not None  # _finished keeps trials with an accuracy
         for name, value in t.params.items():
             dist = t.distributions[name]
             if name not in series:
                 if isinstance(dist, CategoricalDistribution):
                     series[name] = ParamSeries(name, "categorical", [], [], [], choices=list(dist.choices))
+                elif (
+                    isinstance(dist, IntDistribution)
+                    and not dist.log
+                    and (dist.high - dist.low) // dist.step < MAX_DISCRETE_VALUES
+                ):
+                    choices = list(range(dist.low, dist.high + 1, dist.step))
+                    series[name] = ParamSeries(name, "discrete", [], [], [], choices=choices)
                 else:
                     log = isinstance(dist, (FloatDistribution, IntDistribution)) and dist.log
                     series[name] = ParamSeries(name, "numeric", [], [], [], log=log)
@@ -157,7 +227,9 @@ def _config_yaml(trial: optuna.trial.FrozenTrial) -> str:
     return yaml.safe_dump({"params": dict(trial.params)}, sort_keys=False)
 
 
-def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> StudyReport:
+def collect(
+    study: optuna.Study, leaderboard: pd.DataFrame | None = None, *, with_duplicates: bool = False
+) -> StudyReport:
     """Gather the report's data from ``study``.
 
     Args:
@@ -166,6 +238,8 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
             user attribute).
         leaderboard: the search's leaderboard of ``study``; built with
             ``affinity.search.leaderboard.build_leaderboard`` when omitted.
+        with_duplicates: plot and rank every finished trial, duplicates of an earlier
+            configuration too (by default each configuration counts once).
     """
     import pandas as pd
 
@@ -179,8 +253,11 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
 
     directions = [d.name.lower() for d in study.directions]
     front = set(front_numbers(leaderboard))
-    rows = leaderboard[["number", "val_acc", "gflops"]].dropna(subset=["val_acc", "gflops"])
-    rows = rows[leaderboard.loc[rows.index, "state"] == "COMPLETE"]
+    shown = leaderboard[(leaderboard["state"] == "COMPLETE")]
+    duplicates = int((shown["status"] == "duplicate").sum())
+    if not with_duplicates:
+        shown = shown[shown["status"] != "duplicate"]
+    rows = shown[["number", "val_acc", "gflops"]].dropna(subset=["val_acc", "gflops"])
     points = pd.DataFrame(
         {
             "number": rows["number"].astype(int).to_numpy(),
@@ -191,17 +268,16 @@ def collect(study: optuna.Study, leaderboard: pd.DataFrame | None = None) -> Stu
     points["front"] = points["number"].isin(front)
     by_number = {t.number: t for t in study.trials}
     front_configs = [(n, _config_yaml(by_number[n])) for n in front_numbers(leaderboard)]
-    imp, note = importances(study)
     return StudyReport(
         name=study.study_name,
         directions=directions,
         leaderboard=leaderboard,
         points=points,
-        importances=imp,
-        importance_note=note,
-        params=param_series(study),
+        importances=importances(study, with_duplicates=with_duplicates),
+        params=param_series(study, with_duplicates=with_duplicates),
         front_configs=front_configs,
         trial_params={n: dict(by_number[n].params) for n, _ in front_configs},
+        duplicates=0 if with_duplicates else duplicates,
     )
 
 

@@ -143,8 +143,7 @@ def leaderboard_table(
         elif c in _SHORT:
             header, meaning = _SHORT[c]
             legend.append(f"{header}: {meaning}")
-        justify = "left" if c == "status" else "right"
-        table.add_column(Text(header), justify=justify, width=width(i, header))
+        table.add_column(Text(header), justify="left" if c == "status" else "right", width=width(i, header))
     labels = param_labels(extra)
     for i, c in enumerate(extra, start=len(cols)):
         header = labels[c].replace("_", " ")

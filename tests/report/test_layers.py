@@ -63,7 +63,7 @@ def test_mixer_tiles_are_the_token_mlp_weights_from_a_checkpoint() -> None:
     np.testing.assert_array_equal(data.tiles[0].tiles[3], first[0, 3].reshape(16, 16).numpy())
     np.testing.assert_array_equal(data.tiles[1].tiles[5], second[0, :, 5].reshape(16, 16).numpy())
 
-    result = CliRunner().invoke(cli, ["show", "ckpt.pt", "--out", "m.png"])
+    result = CliRunner().invoke(cli, ["show", "ckpt.pt", "--file", "m.png"])
     assert result.exit_code == 0, result.output
     for png in ("m_tiles0.png", "m_tiles1.png"):
         assert Path(png).read_bytes().startswith(PNG_MAGIC)
@@ -83,7 +83,7 @@ def test_show_checkpoint_at_another_size_is_one_line(capsys: pytest.CaptureFixtu
 
 def test_show_model_writes_the_layer_figure() -> None:
     result = CliRunner().invoke(
-        cli, ["show", "resmlp_s12", "--img-size", "64", "--layer", "1", "--query", "0,0", "--out", "r.png"]
+        cli, ["show", "resmlp_s12", "--img-size", "64", "--layer", "1", "--query", "0,0", "--file", "r.png"]
     )
     assert result.exit_code == 0, result.output
     assert Path("r.png").read_bytes().startswith(PNG_MAGIC)

@@ -14,7 +14,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_compare_writes_one_png_and_names_the_sizes() -> None:
     result = CliRunner().invoke(
-        cli, ["show", "--compare", "dwconv,axial_shift,spatial_shift,attention,token_mlp", "--out", "cmp.png"]
+        cli,
+        ["show", "--compare", "dwconv,axial_shift,spatial_shift,attention,token_mlp", "--file", "cmp.png"],
     )
     assert result.exit_code == 0, result.output
     assert Path("cmp.png").read_bytes().startswith(PNG_MAGIC)
@@ -44,3 +45,15 @@ def test_bad_input_is_one_line_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not list(Path().glob("*.png"))
+
+
+def test_out_is_the_results_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--out means what it means for search and report: pictures go to OUT/show/."""
+    result = CliRunner().invoke(cli, ["show", "--compare", "axial_shift", "--out", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "res" / "show" / "compare.png").read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(SystemExit) as exc:
+        main(["show", "--compare", "axial_shift", "--out", "old.png"])
+    assert exc.value.code == 2
+    assert "use --file" in capsys.readouterr().err
+    assert not Path("old.png").exists()

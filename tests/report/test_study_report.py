@@ -85,18 +85,65 @@ def test_front_is_the_nondominated_set() -> None:
 
 def test_importances_rank_the_parameter_that_matters() -> None:
     study = make_study(n_trials=20)
-    imp, note = importances(study)
-    assert set(imp) == {"kind", "shift_size", "lr"}
-    assert max(imp, key=imp.__getitem__) == "shift_size"
-    assert math.isclose(sum(imp.values()), 1.0, abs_tol=1e-6)
-    assert "padding" in note  # single-valued: named, not crashed on
+    imp = importances(study)
+    assert set(imp.values) == {"kind", "shift_size", "lr"}
+    assert max(imp.values, key=imp.values.__getitem__) == "shift_size"
+    assert 0 < sum(imp.values.values()) <= 1 + 1e-6  # shares of one variance
+    assert imp.trials == dict.fromkeys(imp.values, 20)
+    assert "padding" in imp.note  # single-valued: named, not crashed on
+    assert "fewer than" not in imp.note  # 20 trials support the ranking
 
 
 def test_importances_with_too_few_trials_give_a_note() -> None:
     study = make_study(n_trials=2, fail=False)
-    imp, note = importances(study)
-    assert imp == {}
-    assert "at least" in note and "2" in note
+    imp = importances(study)
+    assert imp.values == {}
+    assert "at least" in imp.note and "2" in imp.note
+
+
+def _conditional(trial: optuna.Trial) -> tuple[float, float]:
+    """shift_size exists only for the axial shift, and it is what matters there."""
+    kind = trial.suggest_categorical("kind", ["axial_shift", "spatial_shift"])
+    acc = 0.4
+    if kind == "axial_shift":
+        size = trial.suggest_int("shift_size", 1, 7, step=2)
+        acc = 0.3 + 0.1 * size
+    width = trial.suggest_categorical("width", [16, 32])
+    acc += 0.001 * width
+    for key, value in {"status": "ok", "val_acc": acc, "gflops": 0.001 * width}.items():
+        trial.set_user_attr(key, value)
+    return acc, 0.001 * width
+
+
+def test_conditional_parameters_ranked_where_they_exist_duplicates_once() -> None:
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    study.optimize(_conditional, n_trials=24)
+    axial = [t for t in study.trials if "shift_size" in t.params]
+    imp = importances(study)
+    assert imp.trials["shift_size"] == len(axial) and imp.trials["kind"] == 24
+    assert imp.values["shift_size"] > 0.8  # nearly all the variance among the axial trials
+    assert f"shift_size ({len(axial)})" in imp.note  # fewer than 20 trials: said so
+    # three copies of trial 0, as the search records duplicates: counted once by default
+    first = study.trials[0]
+    for _ in range(3):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=first.params,
+                distributions=first.distributions,
+                values=first.values,
+                user_attrs={**first.user_attrs, "status": "duplicate", "duplicate_of": 0},
+            )
+        )
+    assert importances(study).trials["kind"] == 24
+    assert importances(study, with_duplicates=True).trials["kind"] == 27
+    series = {s.name: s for s in param_series(study)}
+    assert len(series["kind"].trials) == 24
+    assert series["shift_size"].kind == "discrete" and series["shift_size"].choices == [1, 3, 5, 7]
+    report = collect(study)
+    assert len(report.points) == 24 and report.duplicates == 3
+    assert len(collect(study, with_duplicates=True).points) == 27
 
 
 def test_param_series_kinds_and_values() -> None:
@@ -105,7 +152,7 @@ def test_param_series_kinds_and_values() -> None:
     assert series["kind"].kind == "categorical"
     assert series["kind"].choices == ["axial_shift", "spatial_shift", "dwconv"]
     assert series["lr"].kind == "numeric" and series["lr"].log
-    assert series["shift_size"].kind == "numeric" and not series["shift_size"].log
+    assert series["shift_size"].kind == "discrete" and series["shift_size"].choices == [1, 3, 5, 7, 9]
     done = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
     s = series["shift_size"]
     assert sorted(s.trials) == sorted(done)
@@ -167,13 +214,28 @@ def test_report_command_writes_one_self_contained_page() -> None:
     assert "FAIL" in text and "over_budget" in text
 
 
-def test_report_out_folder_and_a_study_with_one_trial(tmp_path: Path) -> None:
+def test_report_html_file_and_a_study_with_one_trial(tmp_path: Path) -> None:
     make_study("one", n_trials=1, fail=False)
-    result = CliRunner().invoke(cli, ["report", "one", "--out", str(tmp_path / "here")])
+    result = CliRunner().invoke(cli, ["report", "one", "--html", str(tmp_path / "here" / "one.html")])
     assert result.exit_code == 0, result.output
-    html = (tmp_path / "here" / "report.html").read_text(encoding="utf-8")
+    html = (tmp_path / "here" / "one.html").read_text(encoding="utf-8")
     assert "need at least" in html  # importances: a note, no crash
+    assert (tmp_path / "here" / "pareto.png").is_file()  # the PNGs beside the page
     assert not (tmp_path / "here" / "importances.png").exists()
+    assert not Path("results/one/report.html").exists()
+
+
+def test_report_out_is_the_results_root(tmp_path: Path) -> None:
+    """As for search and leaderboard: the study is OUT/STUDY/, the page OUT/STUDY/report.html."""
+    make_study("moved", n_trials=4, fail=False)
+    root = tmp_path / "elsewhere"
+    Path("results").rename(root)
+    result = CliRunner().invoke(cli, ["report", "moved", "--out", str(root)])
+    assert result.exit_code == 0, result.output
+    assert (root / "moved" / "report.html").is_file()
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "moved", "--out", "report.html"])
+    assert exc.value.code == 2
 
 
 @pytest.mark.parametrize(
