@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from affinity.search.leaderboard import COLUMNS
-from affinity.units import scale_for
+from affinity.units import Scale, scale_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,8 +79,8 @@ def param_labels(names: list[str]) -> dict[str, str]:
         return name.rsplit(".", 1)[-1]
 
     def staged(name: str) -> str:
-        stage = re.search(r"stages\.(\d+)\.", name)
-        return f"s{stage.group(1)}.{last(name)}" if stage else last(name)
+        stage = re.search(r"stages(?:\.(\d+)|\[(\d+)\])\.", name)
+        return f"s{stage.group(1) or stage.group(2)}.{last(name)}" if stage else last(name)
 
     labels = {}
     for name in names:
@@ -95,8 +95,12 @@ def param_labels(names: list[str]) -> dict[str, str]:
 def leaderboard_table(
     board: pd.DataFrame, title: str, *, params: bool = True, main: tuple[str, ...] = MAIN, note: str = ""
 ) -> Group:
-    """A rich table of ``board`` (the ``main`` columns, then the searched parameters) and its
-    legend, with ``note`` (e.g. how many duplicates are hidden) at the end of the legend."""
+    """Rich tables of ``board`` (the ``main`` columns, then the searched parameters) and a
+    legend, with ``note`` (e.g. how many duplicates are hidden) at its end.
+
+    Parameters that do not fit beside the main columns in ``WIDTH`` columns continue in
+    further tables, each keyed by the trial number, so no value is ever cut.
+    """
     from rich import box
     from rich.console import Group
     from rich.table import Table
@@ -106,33 +110,9 @@ def leaderboard_table(
     extra = [c for c in board.columns if c not in COLUMNS] if params else []
     flops = scale_for([None if _missing(v) else v * 1e9 for v in board.get("gflops", [])])
     count = scale_for([None if _missing(v) else v * 1e6 for v in board.get("params_m", [])])
-    table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
     legend = []
-    rows: list[list[str]] = []
-    for _, row in board.iterrows():
-        cells = []
-        for c in cols:
-            value = row[c]
-            if _missing(value):
-                cells.append("")
-            elif c == "gflops":
-                cells.append(flops(value * 1e9))
-            elif c == "params_m":
-                cells.append(count(value * 1e6))
-            elif c == "val_acc":
-                cells.append(f"{100 * value:.1f}")
-            elif c in _FMT:
-                cells.append(_FMT[c].format(value))
-            else:
-                cells.append(str(value))
-        rows.append(cells + [_value(row[c]) for c in extra])
-    # each column as wide as its widest value or the longest word of its header (headers
-    # wrap at spaces, "shift_size" at its underscore): rich would cut values instead
-
-    def width(i: int, header: str) -> int:
-        return max([len(r[i]) for r in rows] + [len(w) for w in header.split()])
-
-    for i, c in enumerate(cols):
+    headers = []
+    for c in cols:
         header = c
         if c == "gflops":
             header = flops.label("FLOPs")
@@ -143,14 +123,54 @@ def leaderboard_table(
         elif c in _SHORT:
             header, meaning = _SHORT[c]
             legend.append(f"{header}: {meaning}")
-        table.add_column(Text(header), justify="left" if c == "status" else "right", width=width(i, header))
+        headers.append(header)
     labels = param_labels(extra)
-    for i, c in enumerate(extra, start=len(cols)):
-        header = labels[c].replace("_", " ")
-        table.add_column(Text(header), width=width(i, header))
+    headers += [labels[c].replace("_", " ") for c in extra]  # "shift size" wraps at the space
     if extra:
         legend.append("; ".join(f"{labels[c]} = {c}" for c in extra))
-    for cells in rows:
-        table.add_row(*(Text(cell) for cell in cells))
+    rows = [
+        [*(_cell(c, row[c], flops, count) for c in cols), *(_value(row[c]) for c in extra)]
+        for _, row in board.iterrows()
+    ]
+    # each column as wide as its widest value or the longest word of its header: rich would
+    # cut values instead
+    widths = [max([len(r[i]) for r in rows] + [len(w) for w in h.split()]) for i, h in enumerate(headers)]
+    key = cols.index("number") if "number" in cols else None
+    parts: list[list[int]] = [list(range(len(cols)))]
+    for i in range(len(cols), len(headers)):
+        used = sum(widths[j] + 1 for j in parts[-1]) + 2
+        if used + widths[i] + 1 > WIDTH and len(parts[-1]) > (1 if key is not None else 0):
+            parts.append([] if key is None else [key])
+        parts[-1].append(i)
+    tables = []
+    for n, part in enumerate(parts):
+        table = Table(
+            title=Text(title if n == 0 else "(continued)"),
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            padding=0,
+            pad_edge=False,
+        )
+        for j in part:
+            justify = "right" if j < len(cols) and cols[j] != "status" else "left"
+            table.add_column(Text(headers[j]), justify=justify, width=widths[j])  # type: ignore[arg-type]
+        for cells in rows:
+            table.add_row(*(Text(cells[j]) for j in part))
+        tables.append(table)
     lines = "; ".join(legend) + (f". {note}" if note else "")
-    return Group(table, Text(lines, style="dim"))
+    return Group(*tables, Text(lines, style="dim"))
+
+
+def _cell(col: str, value: Any, flops: Scale, count: Scale) -> str:
+    """One main-column cell: FLOPs and parameters in their column's unit, accuracy in %."""
+    if _missing(value):
+        return ""
+    if col == "gflops":
+        return flops(value * 1e9)
+    if col == "params_m":
+        return count(value * 1e6)
+    if col == "val_acc":
+        return f"{100 * value:.1f}"
+    if col in _FMT:
+        return _FMT[col].format(value)
+    return str(value)

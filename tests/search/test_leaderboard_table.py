@@ -122,3 +122,27 @@ def test_duplicates_shown_once_unless_asked(stored: Path) -> None:
     table = run("--top", "5")
     assert "3 duplicate trials hidden" in " ".join(table.split())
     assert "demo: top 3 of 3 distinct configurations (6 trials)" in table
+
+
+def test_many_parameters_continue_in_a_second_table_keyed_by_trial() -> None:
+    """mixers.yaml's 14 per-stage parameters cannot sit beside the figures in 100 columns:
+    they continue below, each table keyed by #, nothing cut."""
+    names = [
+        f"model.stages[{s}].mixer.{k}" for s in (0, 1) for k in ("kind", "shift_size", "kernel_size", "heads")
+    ]
+    row = {
+        "number": 7,
+        "val_acc": 0.5,
+        "gflops": 0.001,
+        "params_m": 0.02,
+        "latency_ms": 1.0,
+        **{n: "attention+axial_shift" if n.endswith("kind") else 3 for n in names},
+    }
+    board = pd.DataFrame([row] * 2)
+    text = _render(
+        leaderboard_table(board, "front", main=("number", "val_acc", "gflops", "params_m", "latency_ms"))
+    )
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "(continued)" in text
+    assert text.count("attention+axial_shift") == 4  # two rows x two stages, never cut
+    assert "s1.kind = model.stages[1].mixer.kind" in " ".join(text.split())
