@@ -120,7 +120,6 @@ def importances(study: optuna.Study, *, with_duplicates: bool = False) -> Import
 
     Too few trials, or parameters that never changed, give a note instead of an error.
     """
-    import optuna
 
     done = _finished(study, with_duplicates)
     if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
@@ -154,16 +153,8 @@ def importances(study: optuna.Study, *, with_duplicates: bool = False) -> Import
             notes.append(f"{', '.join(members)}: every trial with it has the same val accuracy")
             continue
         context = [n for n in varied if all(n in t.params for t in trials) and varies(n, trials)]
-        sub = optuna.create_study(directions=study.directions)
-        sub.add_trials(trials)
         try:
-            imp = optuna.importance.get_param_importances(
-                sub,
-                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-                params=context,
-                target=_accuracy_target,
-                normalize=False,
-            )
+            imp = _fanova(study, trials, context)
         except (ValueError, RuntimeError) as exc:  # Optuna's own "cannot evaluate" cases
             notes.append(f"{', '.join(members)}: Optuna could not compute importances: {exc}")
             continue
@@ -181,6 +172,33 @@ def importances(study: optuna.Study, *, with_duplicates: bool = False) -> Import
         )
     result.note = "; ".join(notes)
     return result
+
+
+def _fanova(
+    study: optuna.Study, trials: list[optuna.trial.FrozenTrial], params: list[str]
+) -> dict[str, float]:
+    """fANOVA's unnormalised importances of ``params`` over ``trials`` (held in a throwaway
+    in-memory study), without Optuna's log lines and experimental-feature warnings."""
+    import warnings
+
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sub = optuna.create_study(directions=study.directions)
+            sub.add_trials(trials)
+            return optuna.importance.get_param_importances(
+                sub,
+                evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                params=params,
+                target=_accuracy_target,
+                normalize=False,
+            )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _accuracy_target(trial: optuna.trial.FrozenTrial) -> float:
