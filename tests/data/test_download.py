@@ -103,36 +103,28 @@ def test_published_checksums_are_the_official_ones() -> None:
     assert download.ARCHIVES["cifar10"].url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
+@pytest.mark.parametrize("quiet", [False, True])
 def test_download_check_extract_then_cached(
     server: _Server,
     cache: Path,
     archive: bytes,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
+    quiet: bool,
 ) -> None:
     monkeypatch.setenv("AFFINITY_DATA_MIRROR", server.serve("ok", archive))
     _publish(monkeypatch, archive)
-    data = load_dataset("cifar10")
+    data = load_dataset("cifar10", quiet=quiet)
     assert len(data.train) == 5 * 6 and len(data.val) == 6 and data.num_classes == 10
     assert data.class_names == [f"c{i}" for i in range(10)]
     assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py"]  # no archive, no temp left
     err = capsys.readouterr().err  # piped: timestamped lines, the last one the whole size
-    assert f"{NAME}: {len(archive) / 1e6:.1f} MB of {len(archive) / 1e6:.1f} MB" in err.splitlines()[-1]
+    if quiet:
+        assert err == ""
+    else:
+        assert f"{NAME}: {len(archive) / 1e6:.1f} MB of {len(archive) / 1e6:.1f} MB" in err.splitlines()[-1]
     load_dataset("cifar10")
     assert server.requests == 1  # the second load reads the cache
-
-
-def test_quiet_download_prints_nothing(
-    server: _Server,
-    cache: Path,
-    archive: bytes,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture,
-) -> None:
-    monkeypatch.setenv("AFFINITY_DATA_MIRROR", server.serve("ok", archive))
-    _publish(monkeypatch, archive)
-    load_dataset("cifar10", quiet=True)
-    assert capsys.readouterr().err == ""
 
 
 def test_bad_checksum_keeps_nothing(
