@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity._io import atomic_write_bytes, atomic_write_text
+from affinity.units import scale_for
 
 if TYPE_CHECKING:
     from affinity.report.study import StudyReport
@@ -54,16 +55,29 @@ def _img(image: Image) -> str:
 
 
 def _leaderboard_table(report: StudyReport) -> str:
+    """Every trial; FLOPs and parameters in one unit per column (K, M or G) so they compare."""
     board = report.leaderboard
     front = set(report.points.loc[report.points["front"], "number"].tolist())
     num_col = next(c for c in ("number", "trial") if c in board.columns)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in board.columns)
+    # counts stored in GFLOPs / millions, shown in their column's unit
+    counts = {c: f for c, f in (("gflops", 1e9), ("params_m", 1e6)) if c in board.columns}
+    units = {c: scale_for(board[c].astype(float) * f) for c, f in counts.items()}
+    headers = {"gflops": units["gflops"].label("FLOPs")} if "gflops" in units else {}
+    if "params_m" in units:
+        headers["params_m"] = units["params_m"].label("params")
+
+    def cell(col: str, value: Any) -> str:
+        if col in units and _fmt(value):
+            return units[col](float(value) * counts[col])
+        return _fmt(value)
+
+    head = "".join(f"<th>{html.escape(headers.get(str(c), str(c)))}</th>" for c in board.columns)
     rows = []
     for rec in board.itertuples(index=False):
         values = dict(zip(board.columns, rec))
         number = int(values[num_col])
         cls = ' class="front"' if number in front else ""
-        cells = "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in rec)
+        cells = "".join(f"<td>{html.escape(cell(c, v))}</td>" for c, v in values.items())
         rows.append(f'<tr id="trial-{number}"{cls}>{cells}</tr>')
     body = "".join(rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'

@@ -301,3 +301,12 @@ def test_front_trials_at_one_point_share_one_label() -> None:
     labels = [t.get_text() for t in plot_pareto(collect(study)).axes[0].texts]
     assert f"#{best.number}, #{twin.number}" in labels
     assert f"#{twin.number}" not in labels
+
+
+def test_report_leaderboard_counts_in_one_unit_per_column() -> None:
+    """The toy's 0.12-0.30 GFLOPs read as MFLOPs, 0.21-0.29 M params as K params."""
+    from affinity.report.html import render_html
+
+    page = render_html(collect(make_study(n_trials=6, fail=False)), [])
+    assert "<th>MFLOPs</th>" in page and "<th>params (K)</th>" in page
+    assert "<th>gflops</th>" not in page
