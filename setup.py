@@ -42,7 +42,10 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # .safetensors checkpoints (affinity/checkpoints/io.py names this extra in its error)
+        "weights": ["safetensors>=0.4"],
+        # the checkpoint tests write and read .safetensors files
+        "test": ["pytest>=7", "safetensors>=0.4"],
         # workers on several machines share one study in PostgreSQL; postgresql:// URLs need
         # SQLAlchemy 2.1, whose default driver for them is psycopg 3 (2.0's is psycopg2)
         "postgres": ["psycopg[binary]>=3.1", "SQLAlchemy>=2.1"],

@@ -268,7 +268,7 @@ def test_show_draws_a_converted_checkpoints_learned_token_weights(tmp_path: Path
             str(tmp_path / "m.pth"),
             "--img-size",
             "32",
-            "--out",
+            "--file",
             "s.png",
         ],
     )
