@@ -44,6 +44,8 @@ setup(
     extras_require={
         # .safetensors checkpoints (affinity/checkpoints/io.py names this extra in its error)
         "weights": ["safetensors>=0.4"],
+        # tests/checkpoints/test_timm.py compares against timm's own models when it is installed
+        "timm": ["timm>=0.9"],
         # the checkpoint tests write and read .safetensors files
         "test": ["pytest>=7", "safetensors>=0.4"],
         # workers on several machines share one study in PostgreSQL; postgresql:// URLs need
