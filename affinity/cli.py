@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("affinity.commands.train", "Train a model on a dataset and write its metrics."),
     "show": ("affinity.commands.show", "Draw the affinities (receptive fields, learned weights)."),
     "affinities": ("affinity.commands.affinities", "List registered affinities and their papers."),
+    "export": ("affinity.commands.export", "Export a model to ONNX or TorchScript and check it."),
 }
 
 

@@ -68,10 +68,9 @@ def command(
     target: Any = model
     if checkpoint is not None or is_checkpoint_path(model):
         # the weights fix the geometry (classes, input size) unless overridden
-        name = None if is_checkpoint_path(model) else model
         target = create_model(
-            name,
-            checkpoint_path=checkpoint or model,
+            model,
+            checkpoint_path=checkpoint,
             img_size=img_size,
             num_classes=num_classes,
             in_chans=in_chans,

@@ -141,7 +141,13 @@ class Attention(Affinity):
         q, k = _windows(qk, ws).unflatten(-1, (2, nh, d)).permute(3, 0, 1, 4, 2, 5)  # (B, nW, nh, L, d)
         vw = _windows(vt, ws).unflatten(-1, (nh, d)).transpose(2, 3)  # (B, nW, nh, L, d)
         mask = self._window_mask(h, w, ws, shift, v)  # (nW or 1, nh or 1, L, L) or None
-        out = F.scaled_dot_product_attention(q, k, vw, attn_mask=mask)  # (B, nW, nh, L, d)
+        nw = q.shape[1]
+        if mask is not None:  # 4-D attention (ONNX export takes no other): windows join the batch
+            mask = mask.expand(b, nw, -1, -1, -1).flatten(0, 1)  # (B·nW, nh or 1, L, L)
+        out = F.scaled_dot_product_attention(
+            q.flatten(0, 1), k.flatten(0, 1), vw.flatten(0, 1), attn_mask=mask
+        )
+        out = out.unflatten(0, (b, nw))  # (B, nW, nh, L, d)
         out = _unwindow(out.transpose(2, 3).flatten(3), h, w, ws)  # (B, H, W, C)
         if shift:
             out = torch.roll(out, (shift, shift), (1, 2))

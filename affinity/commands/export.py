@@ -1,0 +1,55 @@
+"""``affinity export MODEL|CONFIG.yaml|CHECKPOINT --format onnx|torchscript``."""
+
+from __future__ import annotations
+
+import click
+
+from affinity.commands._options import checkpoint_option
+
+
+@click.command("export")
+@click.argument("model", metavar="MODEL|CONFIG.yaml|CHECKPOINT")
+@checkpoint_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="File to write (default: <model>.onnx or <model>.torchscript.pt).",
+)
+@click.option("--img-size", type=int, default=None, help="Input side; default the checkpoint's, else 224.")
+@click.option(
+    "--num-classes", type=int, default=None, help="Classifier outputs; default the checkpoint's, else 1000."
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seeds the check input (and untrained weights)."
+)
+def command(
+    model: str,
+    checkpoint: str | None,
+    fmt: str,
+    out: str | None,
+    img_size: int | None,
+    num_classes: int | None,
+    seed: int,
+) -> None:
+    """Export MODEL (a registered name, a model-config YAML, or a checkpoint; --checkpoint
+    loads weights into a name or YAML) at its input size, batch 1, then run the exported
+    file (onnxruntime for ONNX, torch.jit.load for TorchScript) on a random input and print
+    the max |diff| from PyTorch. A model the format cannot express fails with one line
+    naming the op.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from affinity.export import SUFFIXES, export_model
+    from affinity.models import create_model
+
+    torch.manual_seed(seed)
+    net = create_model(model, checkpoint_path=checkpoint, img_size=img_size, num_classes=num_classes)
+    label = Path(model).stem if Path(model).suffix else model
+    path = Path(out) if out else Path(label + SUFFIXES[fmt])
+    click.echo(export_model(net, path, fmt, seed=seed).line())
