@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from affinity.commands._options import quiet_option, train_options
+from affinity.commands._options import checkpoint_option, quiet_option, train_options
 
 #: the TrainConfig fields offered as flags; every other one is set with --config FILE.yaml
 FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
@@ -21,6 +21,7 @@ FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
 
 @click.command("train", short_help="Train a model on a dataset and write its metrics.")
 @click.argument("model", metavar="MODEL|CONFIG.yaml")
+@checkpoint_option
 @click.option(
     "--dataset",
     default=None,
@@ -53,6 +54,7 @@ FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
 @quiet_option
 def command(
     model: str,
+    checkpoint: str | None,
     dataset: str | None,
     img_size: int | None,
     config_file: str | None,
@@ -95,7 +97,19 @@ def command(
     data = load_dataset(dataset, img_size=img_size, seed=cfg.seed, quiet=quiet)
     torch.manual_seed(cfg.seed)
     net = create_model(
-        model_cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
+        model_cfg,
+        num_classes=data.num_classes,
+        img_size=data.img_size,
+        in_chans=data.in_chans,
+        checkpoint_path=checkpoint,  # a starting point: all but a classifier of another class count
+    )
+    net.pretrained_cfg = net.pretrained_cfg.replace(  # what the trained weights expect of an image
+        mean=data.mean or net.pretrained_cfg.mean,
+        std=data.std or net.pretrained_cfg.std,
+        interpolation="bilinear",
+        crop_pct=1.0,
+        label_names=tuple(data.class_names) if data.class_names else None,
+        source=f"affinity train on {dataset}",
     )
     run_info = {
         "model": model,
@@ -124,6 +138,7 @@ def command(
         "flops": flops,
         "flops_unit": "fvcore: one multiply-add = one FLOP",
         "train_config": cfg.to_dict(),
+        "pretrained_cfg": net.pretrained_cfg.to_dict(),
         "metrics": metrics.to_dict(),
     }
     if metrics.interrupted:
@@ -171,7 +186,7 @@ def _write_results(out_dir: Any, net: Any, record: dict[str, Any], metrics: Any)
             net,
             record["model_cfg"],
             metrics,
-            {k: record[k] for k in ("model", "dataset", "params", "flops", "train_config")},
+            {k: record[k] for k in ("model", "dataset", "params", "flops", "train_config", "pretrained_cfg")},
             num_classes=record["num_classes"],
             img_size=record["img_size"],
             in_chans=record["in_chans"],

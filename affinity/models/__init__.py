@@ -197,8 +197,10 @@ def _from_checkpoint(
 
     fmt = detect_format(raw)
     meta = raw.meta
-    if isinstance(meta.get("pretrained_cfg"), dict):
-        recipe = PretrainedCfg.from_dict(meta["pretrained_cfg"], f"{raw.path}: pretrained_cfg")
+    # at the top level (safetensors) or in an `affinity train` checkpoint's extra
+    stored = meta.get("pretrained_cfg") or (meta.get("extra") or {}).get("pretrained_cfg")
+    if isinstance(stored, dict):
+        recipe = PretrainedCfg.from_dict(stored, f"{raw.path}: pretrained_cfg")
     cfg = apply_overrides(cfg, **overrides)
     implied = {k: v for k, v in adapt_overrides(fmt, cfg, raw).items() if k not in overrides}
     cfg = apply_overrides(cfg, **implied)

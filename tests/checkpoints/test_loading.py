@@ -288,3 +288,30 @@ def test_profile_with_a_checkpoint_takes_its_geometry(tmp_path: Path) -> None:
     data = json.loads(result.output)
     assert data["img_size"] == 32
     assert data["params"] == sum(t.numel() for t in _timm_mixer_state().values())
+
+
+def test_train_starts_from_a_checkpoint_and_writes_the_input_recipe(tmp_path: Path) -> None:
+    """--checkpoint: every weight but a classifier of another class count is the starting point;
+    the checkpoint written carries the data's normalisation and class names, which loading
+    restores."""
+    start = create_model(
+        "as_mlp_t", num_classes=5, img_size=32, in_chans=1, dims=(8, 16, 16, 16), depths=(1, 1, 1, 1)
+    )
+    meta = {"model_cfg": start.cfg.to_dict(), "num_classes": 5, "img_size": 32, "in_chans": 1}
+    weights = write_safetensors(tmp_path / "start.safetensors", start.state_dict(), meta)
+    cfg = save_model_config(start.cfg, tmp_path / "small.yaml")
+    out = tmp_path / "run"
+    argv = ["train", str(cfg), "--checkpoint", str(weights), "--epochs", "1", "--lr", "1e-12"]
+    result = CliRunner().invoke(cli, [*argv, "--threads", "1", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    trained = create_model(out / "checkpoint.pt")
+    stem = trained.stages[0].embed.proj.weight
+    torch.testing.assert_close(stem, start.stages[0].embed.proj.weight, atol=1e-6, rtol=0)
+    assert trained.head.weight.shape == (10, 16)  # digits: 10 classes, a fresh classifier
+    recipe = trained.pretrained_cfg
+    assert recipe.input_size == (1, 32, 32) and recipe.num_classes == 10 and recipe.crop_pct == 1.0
+    assert recipe.label_names is not None and len(recipe.label_names) == 10
+    record = json.loads((out / "metrics.json").read_text())
+    assert recipe.mean == pytest.approx(record["pretrained_cfg"]["mean"]) and len(recipe.mean) == 1
+    assert 0.0 < recipe.mean[0] < 1.0 and record["pretrained_cfg"]["source"] == "affinity train on digits"
+    assert recipe.source == f"{out / 'checkpoint.pt'} (affinity)"  # where the weights were loaded from
