@@ -21,6 +21,8 @@ from torch import nn
 from affinity.errors import AffinityError, ConfigError
 
 FORMATS = ("onnx", "torchscript")
+#: weights above this many bytes go to ONNX's external-data file beside the graph
+_ONNX_INLINE_MAX = 1_800_000_000
 #: file suffix per format
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
@@ -37,7 +39,7 @@ class ExportResult:
         model: the model's name.
         format: ``onnx`` or ``torchscript``.
         path: the file written.
-        size_bytes: its size.
+        size_bytes: its size (with the external-data file of a model over 1.8 GB).
         img_size: the input side it was exported at (batch 1, the model's channels).
         max_abs_diff: max |exported − PyTorch| over the logits of one random input; None when
             the exported file could not be run (``runtime`` says why).
@@ -97,13 +99,19 @@ def export_model(model: nn.Module, path: str | Path, fmt: str, *, seed: int = 0)
         model=str(getattr(model, "name", "custom")),
         format=fmt,
         path=path,
-        size_bytes=path.stat().st_size,
+        size_bytes=sum(p.stat().st_size for p in written_files(path)),
         img_size=size,
         max_abs_diff=diff,
         runtime=runtime,
         export_s=export_s,
         check_s=check_s,
     )
+
+
+def written_files(path: Path) -> list[Path]:
+    """The file an export wrote and, for a large ONNX model, its external-data file."""
+    data = path.with_name(path.name + ".data")
+    return [path, data] if data.is_file() else [path]
 
 
 def _export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -124,7 +132,9 @@ def _export_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False)
+            # one self-contained file unless the weights pass protobuf's 2 GB limit
+            big = sum(t.numel() * t.element_size() for t in model.state_dict().values()) > _ONNX_INLINE_MAX
+            torch.onnx.export(model, (x,), str(path), dynamo=True, verbose=False, external_data=big)
     except Exception as exc:
         raise ExportError(
             f"{getattr(model, 'name', 'model')} does not export to ONNX: {_op_of(exc)}"

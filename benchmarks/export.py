@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from affinity.errors import AffinityError
-from affinity.export import SUFFIXES, export_model
+from affinity.export import SUFFIXES, export_model, written_files
 from affinity.models import create_model, list_models
 
 
@@ -30,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--formats", default="onnx,torchscript")
-    parser.add_argument("--models", default=None, help="shell pattern over registered names")
+    parser.add_argument(
+        "--models", default=None, help="shell patterns over registered names, comma-separated"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -39,7 +41,8 @@ def main() -> None:
     print(f"{'model':<16} {'format':<12} {'MB':>8} {'max |diff|':>11} {'export s':>9} {'check s':>8}  note")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in list_models(args.models):
+        patterns = args.models.split(",") if args.models else [None]
+        for name in sorted({n for p in patterns for n in list_models(p)}):
             torch.manual_seed(0)
             try:
                 model = create_model(name, img_size=args.img_size)
@@ -59,7 +62,8 @@ def main() -> None:
                     f"{r.check_s:>8.2f}  {r.runtime}",
                     flush=True,
                 )
-                path.unlink()
+                for f in written_files(path):
+                    f.unlink()
     print(f"total {time.perf_counter() - start:.0f} s, load average {os.getloadavg()}")
 
 
