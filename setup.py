@@ -45,6 +45,8 @@ setup(
         # .safetensors checkpoints (affinity/checkpoints/io.py names this extra in its error)
         "weights": ["safetensors>=0.4"],
         # tests/checkpoints/test_timm.py compares against timm's own models when it is installed
+        # (timm requires torchvision, whose wheels may not load beside a CPU torch build: the
+        # tests then use a stand-in, tests/checkpoints/timm_import.py; `--no-deps` suffices)
         "timm": ["timm>=0.9"],
         # the checkpoint tests write and read .safetensors files
         "test": ["pytest>=7", "safetensors>=0.4"],
@@ -52,15 +54,9 @@ setup(
         # SQLAlchemy 2.1, whose default driver for them is psycopg 3 (2.0's is psycopg2)
         "postgres": ["psycopg[binary]>=3.1", "SQLAlchemy>=2.1"],
         "dev": ["pytest>=7", "ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
-        # .safetensors checkpoints (affinity.checkpoints; .pth needs nothing more)
-        "weights": ["safetensors>=0.4"],
         # affinity export: torch's ONNX exporter (dynamo) needs onnx and onnxscript;
         # onnxruntime runs the exported file back to check it
         "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
-        # tests and benchmarks only: end-to-end comparisons with timm's models. timm requires
-        # torchvision, whose wheels may not load beside a CPU torch build; the tests then use
-        # a stand-in (tests/checkpoints/timm_import.py), so `pip install --no-deps timm` suffices
-        "timm": ["timm>=1.0"],
     },
     entry_points={"console_scripts": ["affinity=affinity.cli:main"]},
 )
