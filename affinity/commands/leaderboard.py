@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import format_option
+from affinity.commands._options import format_option, storage_option
 
 #: columns sorted best-first in descending order; every other column sorts ascending
 DESCENDING = ("val_acc",)
@@ -12,7 +12,7 @@ DESCENDING = ("val_acc",)
 
 @click.command("leaderboard")
 @click.argument("study")
-@click.option("--storage", default=None, help="Optuna storage URL (default: OUT/STUDY/journal.log).")
+@storage_option
 @click.option(
     "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
 )

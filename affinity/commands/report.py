@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import quiet_option
+from affinity.commands._options import quiet_option, storage_option
 
 
 @click.command("report")
 @click.argument("study")
-@click.option(
-    "--storage",
-    default=None,
-    metavar="URL",
-    help="Optuna storage URL or journal file; default results/STUDY/journal.log.",
-)
+@storage_option
 @click.option(
     "--out",
     "out_dir",
