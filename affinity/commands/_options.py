@@ -16,6 +16,14 @@ device_option = click.option(
     show_default=True,
     help="auto takes CUDA when present, else the CPU.",
 )
+storage_option = click.option(
+    "--storage",
+    default=None,
+    envvar="AFFINITY_STORAGE",
+    metavar="URL",
+    help="Optuna storage URL (postgresql://user@host/db: password from PGPASSWORD or ~/.pgpass) or "
+    "journal file; $AFFINITY_STORAGE keeps it off the command line. Default: OUT/STUDY/journal.log.",
+)
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 format_option = click.option(
     "--format",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import format_option, out_option
+from affinity.commands._options import format_option, out_option, storage_option
 
 #: columns sorted best-first in descending order; every other column sorts ascending
 DESCENDING = ("val_acc",)
@@ -12,7 +12,7 @@ DESCENDING = ("val_acc",)
 
 @click.command("leaderboard")
 @click.argument("study")
-@click.option("--storage", default=None, help="Optuna storage URL (default: OUT/STUDY/journal.log).")
+@storage_option
 @out_option("Results root: the study is OUT/STUDY/.")
 @click.option("--top", type=int, default=None, help="Show only the first K rows.")
 @click.option(

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import out_option, quiet_option
+from affinity.commands._options import out_option, quiet_option, storage_option
 
 
 @click.command("report")
 @click.argument("study")
-@click.option(
-    "--storage",
-    default=None,
-    metavar="URL",
-    help="Optuna storage URL or journal file; default OUT/STUDY/journal.log.",
-)
+@storage_option
 @out_option("Results root: the study is OUT/STUDY/, the page OUT/STUDY/report.html.")
 @click.option(
     "--html",

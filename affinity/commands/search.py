@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from affinity.commands._options import device_option, quiet_option, train_options
+from affinity.commands._options import device_option, quiet_option, storage_option, train_options
 
 
 @click.command("search")
@@ -18,7 +18,19 @@ from affinity.commands._options import device_option, quiet_option, train_option
 @click.option(
     "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
 )
-@click.option("--storage", default=None, help="Optuna storage URL (default: journal file under OUT/STUDY).")
+@storage_option
+@click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds between a running trial's heartbeats on a database storage (default 30); "
+    "a trial silent for twice that is failed as interrupted and run again.",
+)
+@click.option(
+    "--devices",
+    default=None,
+    help="Comma-separated devices for the worker processes, round-robin (cuda:0,cuda:1).",
+)
 @click.option(
     "--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest)."
 )
@@ -49,6 +61,8 @@ def command(
     study: str | None,
     out: str,
     storage: str | None,
+    heartbeat: int | None,
+    devices: str | None,
     threads: int | None,
     check: bool,
     device: str,
@@ -63,7 +77,7 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
-    from affinity.commands._options import resolve_device, show_progress
+    from affinity.commands._options import show_progress
     from affinity.errors import StudyError, check_name
     from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
@@ -91,7 +105,9 @@ def command(
         for pname, values in space.distributions().items():
             console.print(f"  {pname}: {'continuous' if values is None else values}")
         return
-    dev = resolve_device(device)
+    from affinity.search.devices import worker_devices
+
+    devs = worker_devices(device, devices)
     # the data is loaded once here so a bad dataset fails before anything is written
     from affinity.data import load_dataset
 
@@ -100,10 +116,12 @@ def command(
     from affinity.search.leaderboard import front_numbers
     from affinity.search.render import FRONT, leaderboard_table
     from affinity.search.runner import RunSpec, run_search
-    from affinity.search.study import counted, create_or_resume, default_storage_path, open_storage
+    from affinity.search.storages import DEFAULT_HEARTBEAT, default_storage_path, open_storage
+    from affinity.search.study import counted, create_or_resume
 
     folder = Path(out) / name
-    store = open_storage(storage, default_storage_path(out, name), create=True)
+    beat = heartbeat or DEFAULT_HEARTBEAT
+    store = open_storage(storage, default_storage_path(out, name), create=True, heartbeat=beat)
     st = create_or_resume(name, store, space, settings)
     done, _ = counted(st.get_trials(deepcopy=False))
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +130,7 @@ def command(
     # one thread per worker: small models gain nothing from more, and on a busy machine
     # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
     threads = threads or 1
-    spec = RunSpec(space, settings, name, folder, storage, target, dev, threads)
+    spec = RunSpec(space, settings, name, folder, storage, target, devs, threads, beat)
     if not quiet:
         for note in notes:
             console.print(f"note: {note}", style="dim")

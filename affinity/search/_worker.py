@@ -41,8 +41,10 @@ class RunSpec:
         folder: ``<out>/<study>``, where outputs and the default journal live.
         storage: an Optuna storage URL, or None for the journal in ``folder``.
         target: the total number of trials the study should hold.
-        device: ``cpu`` or ``cuda``.
+        devices: the devices of the worker processes, worker ``i`` on ``devices[i % len]``
+            (``cpu``, ``cuda``, ``cuda:N``; see ``affinity.search.devices``).
         threads: torch threads per worker.
+        heartbeat: seconds between a running trial's heartbeats on an RDB storage.
     """
 
     space: Space
@@ -51,8 +53,12 @@ class RunSpec:
     folder: Path
     storage: str | None
     target: int
-    device: str
+    devices: tuple[str, ...]
     threads: int
+    heartbeat: int | None = None
+
+    def device(self, worker: int) -> str:
+        return self.devices[worker % len(self.devices)]
 
     @property
     def lock(self) -> Path:
@@ -62,7 +68,8 @@ class RunSpec:
 def quiet_optuna() -> None:
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: what Optuna warns of (a lost connection it retried) the workers handle and report
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", module="optuna")
 
@@ -70,9 +77,10 @@ def quiet_optuna() -> None:
 def open_study(spec: RunSpec) -> optuna.Study:
     import optuna
 
-    from affinity.search.study import default_storage_path, open_storage
+    from affinity.search.storages import default_storage_path, open_storage
 
-    storage = open_storage(spec.storage, default_storage_path(spec.folder.parent, spec.study), create=False)
+    path = default_storage_path(spec.folder.parent, spec.study)
+    storage = open_storage(spec.storage, path, create=False, heartbeat=spec.heartbeat)
     return optuna.load_study(study_name=spec.study, storage=storage)
 
 
@@ -83,17 +91,32 @@ INTERRUPTED = Outcome("FAIL", None, {"status": "interrupted", "reason": "interru
 PhaseHook = Callable[[str, int], None]
 
 
-def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | None:
-    """Under the machine's lock: reap dead workers' trials, then a new trial, or None when
-    the study holds ``spec.target`` trials (finished + running)."""
-    from affinity.search.study import HOST, counted, file_lock, reap_stale
+#: what ``_ask`` returns instead of a trial: the study is complete / full while trials run
+DONE, WAIT = "done", "wait"
 
-    with file_lock(spec.lock):
+
+def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
+    """Under the study's ask lock: reap dead workers' trials, then a new trial; ``DONE`` once
+    the study holds ``spec.target`` finished trials, ``WAIT`` while it is full but some of
+    its running trials may still turn out dead and be queued again (a heartbeat storage, or
+    trials of this machine), so that the study ends with exactly its target."""
+    from optuna.trial import TrialState
+
+    from affinity.search._storage import first_beat, heartbeat_enabled
+    from affinity.search.storages import ask_lock
+    from affinity.search.study import HOST, counted, reap_stale
+
+    with ask_lock(spec.storage, spec.study, spec.lock):
         reap_stale(study)
-        done, running = counted(study.get_trials(deepcopy=False))
+        trials = study.get_trials(deepcopy=False)
+        done, running = counted(trials)
+        if done >= spec.target:
+            return DONE
         if done + running >= spec.target:
-            return None
+            here = any(t.user_attrs.get("host") == HOST for t in trials if t.state == TrialState.RUNNING)
+            return WAIT if here or heartbeat_enabled(study) else DONE
         trial = study.ask()
+        first_beat(study, trial)
         trial.set_user_attr("host", HOST)
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("worker", worker)
@@ -104,8 +127,6 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: in
     """Record the outcome; False when another worker had already failed the trial as stale
     (its heartbeat was late: this worker was stalled or cut off from the database) and
     queued its configuration again, so this result is dropped."""
-    import sys
-
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -115,13 +136,19 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: in
         values = outcome.values if outcome.state == "COMPLETE" else None
         study.tell(trial, values=values, state=TrialState[outcome.state])
     except UpdateFinishedTrialError:
-        print(
-            f"affinity: worker {worker}: trial {trial.number} was failed as stale by another worker "
-            "(its heartbeat was late); its configuration runs again",
-            file=sys.stderr,
-        )
+        _reaped(worker, trial.number)
         return False
     return True
+
+
+def _reaped(worker: int, number: int) -> None:
+    import sys
+
+    print(
+        f"affinity: worker {worker}: trial {number} was failed as stale by another worker "
+        "(its heartbeat was late); its configuration runs again",
+        file=sys.stderr,
+    )
 
 
 def _run_trial(
@@ -129,25 +156,33 @@ def _run_trial(
     study: optuna.Study,
     spec: RunSpec,
     data: Any,
+    device: str,
     on_epoch: Callable[[int, int, float], None] | None,
     on_phase: Callable[[str], None] | None,
-) -> tuple[Outcome, BaseException | None]:
+) -> tuple[Outcome | None, BaseException | None]:
     """Evaluate the trial; every ending but Ctrl-C becomes an Outcome (a bug's exception is
-    returned beside it, to be raised once the trial is told)."""
+    returned beside it, to be raised once the trial is told); None when another worker
+    failed the trial as stale meanwhile (nothing is left to tell)."""
     import optuna
+    from optuna.exceptions import UpdateFinishedTrialError
 
     from affinity.search.objective import evaluate
+    from affinity.search.storages import connection_errors
 
     try:
         outcome = evaluate(
             trial, study, spec.space, spec.settings, data,
-            device=spec.device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase,
+            device=device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase,
         )  # fmt: skip
+    except UpdateFinishedTrialError:
+        return None, None
     except optuna.TrialPruned:
         last = trial.user_attrs.get("epoch_acc") or [None]
         return Outcome("PRUNED", None, {"status": "pruned", "val_acc": last[-1]}), None
     except AffinityError as exc:
         return Outcome("FAIL", None, {"status": "rejected", "reason": str(exc)}), None
+    except connection_errors():  # the database, not the trial: the worker stops (one line)
+        raise
     except Exception as exc:  # a bug: recorded so the leaderboard shows it, then raised
         return Outcome("FAIL", None, {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}), exc
     return outcome, None
@@ -169,14 +204,33 @@ def worker_loop(
     not told is recorded FAIL/interrupted and its configuration queued to run again; then
     the interrupt is raised.
     """
+
+    from affinity.search.storages import storage_errors
+
+    with storage_errors(spec.storage):
+        return _loop(spec, worker, on_trial, on_epoch, on_start, on_phase)
+
+
+def _loop(
+    spec: RunSpec,
+    worker: int,
+    on_trial: Callable[[optuna.Study], None] | None,
+    on_epoch: Callable[[int, int, int, float], None] | None,
+    on_start: Callable[[int], None] | None,
+    on_phase: PhaseHook | None,
+) -> int:
+    import time
+
     import torch
 
     from affinity.data import load_dataset
-    from affinity.search._storage import heartbeat, same_storage
+    from affinity.search._storage import heartbeat, reset_session, same_storage
+    from affinity.search.storages import retrying
     from affinity.search.study import make_pruner, make_sampler, requeue
 
     quiet_optuna()
     torch.set_num_threads(spec.threads)
+    device = spec.device(worker)
     s = spec.settings
     data = load_dataset(s.dataset, img_size=s.img_size, seed=s.seed)
     base = open_study(spec)
@@ -184,6 +238,10 @@ def worker_loop(
     # a resumed or parallel run must not replay the same proposals: mix in the trial count
     sampler = make_sampler(s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker)
     study = same_storage(base, sampler=sampler, pruner=make_pruner(s))
+
+    def reset() -> None:
+        reset_session(study)
+
     ran = 0
     with Interrupts() as interrupts:
         while True:
@@ -192,13 +250,17 @@ def worker_loop(
             beat = contextlib.ExitStack()  # the trial's heartbeat (RDB storages), stopped before telling
             try:
                 with interrupts.held():
-                    trial = _ask(study, spec, worker)
-                    if trial is not None:
+                    asked = retrying(spec.storage, _ask, study, spec, worker, reset=reset)
+                    if not isinstance(asked, str):
+                        trial = asked
                         beat.enter_context(heartbeat(study, trial))
                         if on_phase is not None:
                             on_phase("ask", trial.number)
-                if trial is None:
+                if asked == DONE:
                     break
+                if trial is None:  # WAIT: the study is full until a running trial ends or is reaped
+                    time.sleep(spec.heartbeat or 1.0)
+                    continue
                 number = trial.number
                 if on_start is not None:
                     on_start(number)
@@ -214,12 +276,16 @@ def worker_loop(
                     def phase_cb(phase: str, _n: int = number) -> None:
                         on_phase(phase, _n)
 
-                outcome, bug = _run_trial(trial, study, spec, data, epoch_cb, phase_cb)
+                outcome, bug = _run_trial(trial, study, spec, data, device, epoch_cb, phase_cb)
+                if outcome is None:
+                    told = True
+                    _reaped(worker, number)
+                    continue
                 with interrupts.held():
                     if on_phase is not None:
                         on_phase("tell", number)
                     beat.close()
-                    _tell(study, trial, outcome, worker)
+                    retrying(spec.storage, _tell, study, trial, outcome, worker, reset=reset)
                     told = True
                 if bug is not None:
                     raise bug

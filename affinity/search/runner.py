@@ -11,6 +11,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -54,13 +55,15 @@ def run_search(
         The study, the final leaderboard (a DataFrame) and the run summary.
     """
     from affinity.search.leaderboard import write_outputs
+    from affinity.search.storages import connection_errors, storage_errors
     from affinity.search.study import counted
 
     quiet_optuna()
-    study = open_study(spec)
-    done, _ = counted(study.get_trials(deepcopy=False))
-    summary = Summary(target=spec.target, done_before=done)
-    summarise(study, summary)
+    with storage_errors(spec.storage):
+        study = open_study(spec)
+        done, _ = counted(study.get_trials(deepcopy=False))
+        summary = Summary(target=spec.target, done_before=done)
+        summarise(study, summary)
 
     def after_trial(st: optuna.Study) -> None:
         write_outputs(st, spec.folder)
@@ -68,7 +71,7 @@ def run_search(
         summary.current = ""
 
     try:
-        with Display(summary, spec.study, progress):
+        with storage_errors(spec.storage), Display(summary, spec.study, progress):
             if n_jobs == 1:
 
                 def on_epoch(n: int, epoch: int, epochs: int, acc: float) -> None:
@@ -82,7 +85,13 @@ def run_search(
                 )
             else:
                 _run_processes(spec, n_jobs, study, after_trial, summary)
-    finally:
+    except BaseException:
+        # however the run ended, the outputs show every trial; a database that is gone
+        # leaves the last ones written, and the run's own error is the one reported
+        with contextlib.suppress(*connection_errors()):
+            write_outputs(study, spec.folder)
+        raise
+    with storage_errors(spec.storage):
         board = write_outputs(study, spec.folder)
         summarise(study, summary)
     return study, board, summary
@@ -92,6 +101,8 @@ def _run_processes(
     spec: RunSpec, n_jobs: int, study: optuna.Study, after_trial: Callable[[Any], None], summary: Summary
 ) -> None:
     from affinity.errors import StudyError
+    from affinity.search._storage import reset_session
+    from affinity.search.storages import connection_errors
     from affinity.search.study import counted
 
     ctx = multiprocessing.get_context("spawn")
@@ -102,11 +113,14 @@ def _run_processes(
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(0.5)
-            done, running = counted(study.get_trials(deepcopy=False))
-            summary.running = running
-            if done != seen:
-                seen = done
-                after_trial(study)
+            try:
+                done, running = counted(study.get_trials(deepcopy=False))
+                summary.running = running
+                if done != seen:
+                    seen = done
+                    after_trial(study)
+            except connection_errors():  # the workers report a lost database; poll again
+                reset_session(study)
     except KeyboardInterrupt:
         # a terminal's Ctrl-C reaches the workers too; a signal sent to this process alone
         # is passed on, so each worker records its running trial as interrupted
@@ -125,5 +139,14 @@ def _run_processes(
     if any(c == 130 for c in codes):
         raise KeyboardInterrupt
     bad = [(i, c) for i, c in enumerate(codes) if c not in (0, None)]
-    if bad:
-        raise StudyError(f"worker {bad[0][0]} exited with code {bad[0][1]} (its message is above)")
+    if not bad:
+        return
+    worker, code = bad[0]
+    if code is not None and code < 0:  # killed (OOM killer, kill -9): its trial was reaped
+        done, _ = counted(study.get_trials(deepcopy=False))
+        if done >= spec.target:
+            print(f"affinity: note: worker {worker} was killed (signal {-code}); the others ran its trial "
+                  "again", file=sys.stderr)  # fmt: skip
+            return
+        raise StudyError(f"worker {worker} was killed (signal {-code}); run the same command again to resume")
+    raise StudyError(f"worker {worker} exited with code {code} (its message is above)")

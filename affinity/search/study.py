@@ -1,9 +1,5 @@
-"""Opening, creating and resuming a study: storage, directions, samplers and pruners.
-
-Storage: by default an Optuna journal file, ``<out>/<study>/journal.log``, which Optuna
-recommends for several processes on one machine (SQLite locks under concurrent writers);
-``--storage URL`` takes any Optuna storage URL (``sqlite:///x.db``, ``postgresql://...``), or
-a path ending in ``.log`` for a journal file elsewhere.
+"""Creating and resuming a study: directions, the checks a resuming or joining worker
+passes, samplers, pruners, trial accounting and reaping (storage: ``storages``).
 
 Trial accounting (``finished`` / ``live``) is shared by the workers: ``n_trials`` is the
 *total* the study should hold, so running the same command again resumes and runs only
@@ -12,14 +8,13 @@ what is missing (as ``optuna.study.MaxTrialsCallback`` does for ``optimize``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity.errors import SpaceError, StudyError
+from affinity.search.storages import default_storage_path, mask_url, open_storage
 
 if TYPE_CHECKING:
     import optuna
@@ -47,42 +42,9 @@ __all__ = [
 STATUSES = ("ok", "duplicate", "over_budget", "pruned", "rejected", "interrupted", "error")
 #: statuses that do not count towards n_trials (the trial is run again on resume)
 NOT_COUNTED = ("interrupted",)
-HOST = socket.gethostname()
-
-
-def default_storage_path(out: str | Path, study: str) -> Path:
-    return Path(out) / study / "journal.log"
-
-
-def open_storage(url: str | None, path: Path, *, create: bool) -> Any:
-    """An Optuna storage: the journal file at ``path`` when ``url`` is None, else ``url``.
-
-    Args:
-        url: any Optuna storage URL, or a ``.log`` journal path; None for the default.
-        path: the default journal file.
-        create: create the journal file (and its folder) when missing; else a missing file is
-            a ``StudyError``.
-    """
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if url is None or "://" not in url:
-        file = path if url is None else Path(url)
-        if not file.is_file():
-            if not create:
-                raise StudyError(
-                    f"no study storage at {file} (run `affinity search` first, or pass --storage URL)"
-                )
-            file.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(file)))
-    if url.startswith("sqlite:///") and not create:
-        db = Path(url.removeprefix("sqlite:///"))
-        if not db.is_file():
-            raise StudyError(f"--storage {url}: the database file {db} does not exist")
-    try:
-        return optuna.storages.get_storage(url)
-    except Exception as exc:  # a bad URL or an unreachable server is the user's input
-        raise StudyError(f"--storage {url}: cannot be opened: {str(exc).splitlines()[0]}") from None
+#: the machine a worker records on its trials, for reaping by PID: ``$AFFINITY_HOST`` where
+#: hostnames repeat across machines (containers), else the host name
+HOST = os.environ.get("AFFINITY_HOST") or socket.gethostname()
 
 
 def load_study(name: str, storage: str | None = None, *, out: str | Path = "results") -> optuna.Study:
@@ -104,7 +66,9 @@ def load_study(name: str, storage: str | None = None, *, out: str | Path = "resu
     names = study_names(store)
     if name not in names:
         listed = ", ".join(names) or "none"
-        raise StudyError(f"study {name!r} is not in {storage or path} (studies there: {listed})")
+        raise StudyError(
+            f"study {name!r} is not in {mask_url(storage) if storage else path} (studies there: {listed})"
+        )
     return optuna.load_study(study_name=name, storage=store)
 
 
@@ -119,13 +83,53 @@ def directions(objective: str) -> list[str]:
     return ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
 
 
+def space_model(space: Space) -> dict[str, Any] | None:
+    """The ``model:`` section of the space's file as written (what the study searches), or
+    None for a space not read from a file."""
+    import yaml
+
+    if not space.source or not Path(space.source).is_file():
+        return None
+    doc = yaml.safe_load(Path(space.source).read_text(encoding="utf-8"))
+    model = doc.get("model") if isinstance(doc, dict) else None
+    return model if isinstance(model, dict) else None
+
+
+def _leaves(doc: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(doc, dict) and doc:
+        out: dict[str, Any] = {}
+        for key, value in doc.items():
+            out.update(_leaves(value, f"{prefix}.{key}"))
+        return out
+    return {prefix: doc}
+
+
+def space_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """One ``key.path: old -> new`` line per leaf that differs (``(none)`` where absent)."""
+    a, b = _leaves(old, "model"), _leaves(new, "model")
+    missing = "(none)"
+    return [
+        f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}".replace("'(none)'", missing)
+        for key in sorted(set(a) | set(b), key=lambda k: (k not in a, k))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+
+
 def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) -> optuna.Study:
-    """Create the study, or load it when it exists and was run with the same objectives and
-    training settings (a different budget or dataset would make accuracies incomparable)."""
+    """Create the study, or load it when it exists and was run with the same objectives,
+    training settings and space (a different budget or dataset would make accuracies
+    incomparable; a different space would change what the study's trials mean). A worker
+    joining from another machine goes through the same checks."""
     import optuna
 
     wanted: list[Any] = directions(settings.objective)
-    meta = {"objective": settings.objective, "training": settings.training(), "space": space.name}
+    model = space_model(space)
+    meta = {
+        "objective": settings.objective,
+        "training": settings.training(),
+        "space": space.name,
+        "model": model,
+    }
     if name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         got = [d.name.lower() for d in study.directions]
@@ -134,7 +138,8 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
                 f"study {name!r} exists with directions {got} but --objective {settings.objective} "
                 f"wants {wanted}; allowed: the same objective, or a new --study NAME"
             )
-        stored = study.user_attrs.get("affinity", {}).get("training")
+        stored_meta = study.user_attrs.get("affinity", {})
+        stored = stored_meta.get("training")
         if stored is not None:
             # a study recorded before a budget key existed ran with that key's default
             stored = {**type(settings)().training(), **stored}
@@ -147,6 +152,14 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
                 raise StudyError(
                     f"study {name!r} was trained with other settings ({'; '.join(diff)}); its accuracies "
                     "would not compare. Allowed: the same settings, or a new --study NAME"
+                )
+        if stored_meta.get("model") is not None and model is not None:
+            lines = space_differences(stored_meta["model"], model)
+            if lines:
+                raise StudyError(
+                    f"study {name!r} searches another space than {space.source} ({len(lines)} "
+                    "difference(s), study -> file); allowed: the study's own space (results/"
+                    f"{name}/space.yaml), or a new --study NAME\n  " + "\n  ".join(lines)
                 )
         return study
     study = optuna.create_study(study_name=name, storage=storage, directions=wanted, load_if_exists=True)
@@ -271,7 +284,9 @@ def reap_stale(study: optuna.Study) -> int:
 
     A worker is dead when, on this machine, its PID is gone, or, on any machine, its trial's
     heartbeat is older than the storage's grace period (an RDB storage opened with
-    ``heartbeat``; see ``open_storage``). Two workers reaping at once reap each trial once.
+    ``heartbeat``; see ``open_storage``), or its trial has no PID at all (it died between
+    asking and recording it). Call it under ``storages.ask_lock``. Two workers reaping at
+    once reap each trial once.
     """
     from optuna.trial import TrialState
 
@@ -283,6 +298,10 @@ def reap_stale(study: optuna.Study) -> int:
         pid = t.user_attrs.get("pid")
         if trial_id(t) in stale:
             reason = "its worker stopped sending heartbeats (killed, or cut off from the database)"
+        elif "pid" not in t.user_attrs:
+            # asks and their host/pid attributes are written under the ask lock, which the
+            # caller holds: a trial without them is one whose worker died while asking
+            reason = "its worker died while asking for it"
         elif t.user_attrs.get("host") == HOST and isinstance(pid, int) and not _alive(pid):
             reason = "its worker process died"
         else:
@@ -291,17 +310,3 @@ def reap_stale(study: optuna.Study) -> int:
             requeue(study, t.number)
             reaped += 1
     return reaped
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between the worker processes of this machine (``fcntl.flock``)."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

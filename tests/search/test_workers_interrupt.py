@@ -29,7 +29,7 @@ def _spec(name: str, target: int) -> RunSpec:
     settings = with_overrides(space.settings, max_steps=1, n_trials=target)
     store = open_storage(None, default_storage_path("results", name), create=True)
     create_or_resume(name, store, space, settings)
-    return RunSpec(space, settings, name, Path("results") / name, None, target, "cpu", 1)
+    return RunSpec(space, settings, name, Path("results") / name, None, target, ("cpu",), 1)
 
 
 def _study(name: str) -> optuna.Study:
