@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from affinity.ops._common import check_map
@@ -22,6 +21,22 @@ def window_average(size: int, pool_size: int, like: Tensor) -> Tensor:
     i = torch.arange(size, device=like.device)
     band = ((i[:, None] - i[None, :]).abs() <= pool_size // 2).to(like.dtype)
     return band / band.sum(1, keepdim=True)
+
+
+def _box_sum(t: Tensor, radius: int, axis: int) -> Tensor:
+    """Sum of each position's neighbours within ``radius`` along ``axis`` (inside the map only)."""
+    out = t.clone()
+    size = t.shape[axis]
+    for d in range(1, min(radius, size - 1) + 1):
+        out.narrow(axis, d, size - d).add_(t.narrow(axis, 0, size - d))
+        out.narrow(axis, 0, size - d).add_(t.narrow(axis, d, size - d))
+    return out
+
+
+def _window_counts(size: int, pool_size: int) -> Tensor:
+    """How many positions of a 1-D window of ``pool_size`` around each position lie inside."""
+    r = pool_size // 2
+    return torch.tensor([min(i + r, size - 1) - max(i - r, 0) + 1 for i in range(size)], dtype=torch.float64)
 
 
 @register_affinity("pooling")
@@ -51,9 +66,15 @@ class Pooling(Affinity):
         self.pool_size: int = self.hparams["pool_size"]
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        # Separable box sums by shifted slice-adds, then one multiply by 1/|W(i)|: the same
+        # numbers as PoolFormer's avg_pool2d(count_include_pad=False) − v, 3–45× faster on CPU
+        # (benchmarks/ops.py), since P = P_H ⊗ P_W.
         check_map(v, self.dim, self.name)
-        k = self.pool_size
-        return F.avg_pool2d(v, k, 1, k // 2, count_include_pad=False) - v
+        h, w = v.shape[2], v.shape[3]
+        rows = _box_sum(v, self.pool_size // 2, 3)
+        box = _box_sum(rows, self.pool_size // 2, 2)
+        inv = 1.0 / torch.outer(_window_counts(h, self.pool_size), _window_counts(w, self.pool_size))
+        return box.mul_(inv.to(v.dtype).to(v.device)).sub_(v)
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]
