@@ -33,10 +33,16 @@ def _box_sum(t: Tensor, radius: int, axis: int) -> Tensor:
     return out
 
 
-def _window_counts(size: int, pool_size: int) -> Tensor:
-    """How many positions of a 1-D window of ``pool_size`` around each position lie inside."""
+def _inverse_counts(h: int, w: int, pool_size: int, like: Tensor) -> Tensor:
+    """(h, w) map of ``1 / |W(i)|``, the window's positions inside the map (a constant: built
+    from Python ints, so a traced forward holds no op for it)."""
     r = pool_size // 2
-    return torch.tensor([min(i + r, size - 1) - max(i - r, 0) + 1 for i in range(size)], dtype=torch.float64)
+
+    def counts(size: int) -> list[int]:
+        return [min(i + r, size - 1) - max(i - r, 0) + 1 for i in range(size)]
+
+    rows, cols = counts(h), counts(w)
+    return torch.tensor([[1.0 / (a * b) for b in cols] for a in rows], dtype=like.dtype, device=like.device)
 
 
 @register_affinity("pooling")
@@ -73,8 +79,7 @@ class Pooling(Affinity):
         h, w = v.shape[2], v.shape[3]
         rows = _box_sum(v, self.pool_size // 2, 3)
         box = _box_sum(rows, self.pool_size // 2, 2)
-        inv = 1.0 / torch.outer(_window_counts(h, self.pool_size), _window_counts(w, self.pool_size))
-        return box.mul_(inv.to(v.dtype).to(v.device)).sub_(v)
+        return box.mul_(_inverse_counts(h, w, self.pool_size, v)).sub_(v)
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]
