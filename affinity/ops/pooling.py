@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from affinity.ops._common import check_map
@@ -22,6 +21,28 @@ def window_average(size: int, pool_size: int, like: Tensor) -> Tensor:
     i = torch.arange(size, device=like.device)
     band = ((i[:, None] - i[None, :]).abs() <= pool_size // 2).to(like.dtype)
     return band / band.sum(1, keepdim=True)
+
+
+def _box_sum(t: Tensor, radius: int, axis: int) -> Tensor:
+    """Sum of each position's neighbours within ``radius`` along ``axis`` (inside the map only)."""
+    out = t.clone()
+    size = t.shape[axis]
+    for d in range(1, min(radius, size - 1) + 1):
+        out.narrow(axis, d, size - d).add_(t.narrow(axis, 0, size - d))
+        out.narrow(axis, 0, size - d).add_(t.narrow(axis, d, size - d))
+    return out
+
+
+def _inverse_counts(h: int, w: int, pool_size: int, like: Tensor) -> Tensor:
+    """(h, w) map of ``1 / |W(i)|``, the window's positions inside the map (a constant: built
+    from Python ints, so a traced forward holds no op for it)."""
+    r = pool_size // 2
+
+    def counts(size: int) -> list[int]:
+        return [min(i + r, size - 1) - max(i - r, 0) + 1 for i in range(size)]
+
+    rows, cols = counts(h), counts(w)
+    return torch.tensor([[1.0 / (a * b) for b in cols] for a in rows], dtype=like.dtype, device=like.device)
 
 
 @register_affinity("pooling")
@@ -51,9 +72,14 @@ class Pooling(Affinity):
         self.pool_size: int = self.hparams["pool_size"]
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
+        # Separable box sums by shifted slice-adds, then one multiply by 1/|W(i)|: the same
+        # numbers as PoolFormer's avg_pool2d(count_include_pad=False) − v, 3–45× faster on CPU
+        # (benchmarks/ops.py), since P = P_H ⊗ P_W.
         check_map(v, self.dim, self.name)
-        k = self.pool_size
-        return F.avg_pool2d(v, k, 1, k // 2, count_include_pad=False) - v
+        h, w = v.shape[2], v.shape[3]
+        rows = _box_sum(v, self.pool_size // 2, 3)
+        box = _box_sum(rows, self.pool_size // 2, 2)
+        return box.mul_(_inverse_counts(h, w, self.pool_size, v)).sub_(v)
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]

@@ -52,6 +52,12 @@ COMPARE_DEFAULTS: dict[str, tuple[str, tuple[tuple[str, dict[str, Any]], ...]]] 
     "attention": ("Swin window attention 7×7", (("attention", {"heads": 2, "window_size": 7}),)),
     "token_mlp": ("MLP-Mixer token MLP", (("token_mlp", {}),)),
     "identity": ("identity", (("identity", {}),)),
+    "pooling": ("PoolFormer pooling 3×3 − identity", (("pooling", {"pool_size": 3}),)),
+    "global_filter": ("GFNet global filter (circulant)", (("global_filter", {}),)),
+    "cycle_shift": (
+        "CycleMLP Cycle FC 1×3 and 3×1",
+        (("cycle_shift", {"kernel_size": 3, "axis": "w"}), ("cycle_shift", {"kernel_size": 3, "axis": "h"})),
+    ),
 }
 
 
@@ -287,10 +293,27 @@ def affinity_field(
         raise ConfigError(f"--query={query[0]},{query[1]} is not allowed: the output map is {out_h}×{out_w}")
     if method == "auto":
         method = "materialize" if h * w <= MATERIALIZE_MAX_TOKENS else "row"
+    k = affinity.channel_block
+    if k > 1:  # channels coupled in blocks (Permute-MLP): say how the maps are reduced
+        note = "; ".join(
+            n
+            for n in (note, f"each source channel's weights summed over the {k} outputs of its segment")
+            if n
+        )
     if method == "materialize":
         with torch.no_grad():
             matrix = affinity.materialize(x)
-        maps = query_maps(matrix, (h, w), query, out_w=out_w)
+        if k > 1:  # (B, G, k·N, k·N) -> per source channel, summed over the block's outputs
+            n = h * w
+            row = query[0] * out_w + query[1]
+            blocks = matrix.reshape(matrix.shape[0], matrix.shape[1], k, n, k, n)
+            per_source = blocks[0, :, :, row].sum(1)  # (G|1, k, N): summed over the block's outputs
+            segments = (dim or x.shape[1]) // k
+            maps = (
+                per_source.expand(segments, k, n).reshape(-1, h, w).detach().to(torch.float64).cpu().numpy()
+            )
+        else:
+            maps = query_maps(matrix, (h, w), query, out_w=out_w)
     elif method == "row":
         maps = query_row(affinity, x, query, dim=dim)
     else:

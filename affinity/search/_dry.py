@@ -11,7 +11,7 @@ from typing import Any
 from affinity.errors import AffinityError, ConfigError, SpaceError, is_int
 from affinity.search._messages import show
 from affinity.search._schema import MixerSpec, Named, Ref, Space
-from affinity.search.kinds import Geometry, Kind, build_mixer
+from affinity.search.kinds import Geometry, Kind, build_mixer, takes_connection
 from affinity.search.params import Choice, candidates, is_param
 from affinity.search.settings import is_positive
 
@@ -103,7 +103,8 @@ def _dry_check(spec: MixerSpec, stages: list[tuple[int, list[int], list[int]]]) 
     for option in spec.kind_options():
         keys = [k for kind in option for k in kind.params if k in spec.params]
         for key in ("connection", "coefficients", "alpha", "beta"):
-            if key in spec.params:
+            # as sampling does: connection only for kinds that take it
+            if key in spec.params and (key != "connection" or takes_connection(option)):
                 keys.append(key)
         grids = [candidates(spec.params[k]) for k in keys]
         worked: dict[tuple[str, str], bool] = {}

@@ -129,6 +129,20 @@ PUBLISHED: dict[str, Published] = {
         combinable=False,
         affinity="token_mlp",
     ),
+    "cycle_shift": Published(
+        "CycleMLP: Cycle FCs 1xk and kx1 and a channel FC on one V, split-attention reweighted",
+        ("kernel_size",),
+        lambda p, g: _presets().cyclemlp_mixer(**p),
+        branches=3,
+        combinable=False,  # its reweighting is the mixer's, not a combination's
+    ),
+    "permute_mlp": Published(
+        "Vision Permutator: Permute-MLP along H and W and a channel FC, split-attention reweighted",
+        ("segment_dim",),
+        lambda p, g: _presets().vip_mixer(**p),
+        branches=3,
+        combinable=False,
+    ),
 }
 
 
@@ -233,7 +247,9 @@ def n_branches(kinds: tuple[Kind, ...]) -> int:
 
 
 def takes_connection(kinds: tuple[Kind, ...]) -> bool:
-    return n_branches(kinds) >= 2 and not any(k.name == "mixer_mlp" for k in kinds)
+    """Two or more branches whose connection is free: not MLP-Mixer's serial token MLP nor the
+    reweighted (parallel-only) mixers of CycleMLP and ViP, none of them combinable."""
+    return n_branches(kinds) >= 2 and all(k.combinable for k in kinds)
 
 
 def build_mixer(kinds: tuple[Kind, ...], values: dict[str, Any], geometry: Geometry) -> MixerCfg:

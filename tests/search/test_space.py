@@ -46,7 +46,7 @@ def _with(path: str, value: object) -> dict:
 
 
 def test_shipped_spaces_are_valid() -> None:
-    for name in ("shifts.yaml", "container.yaml", "mixers.yaml", "tiny.yaml"):
+    for name in ("shifts.yaml", "container.yaml", "mixers.yaml", "tiny.yaml", "beyond.yaml"):
         space = load_space(name)
         assert space.searched(), name
     assert resolve_space_path("tiny").name == "tiny.yaml"
