@@ -3,12 +3,20 @@
 Every outcome is recorded on the trial (user attributes) before it is told, so the
 leaderboard can show it: ``status`` (see ``affinity.search.study.STATUSES``), ``reason``,
 ``config`` (the model configuration, the YAML form ``affinity profile``/``train`` read),
-``config_hash``, ``gflops``, ``params_m``, ``latency_ms``, ``val_acc``, ``epoch_acc``.
+``config_hash``, ``seed`` (the training seed, see ``trial_seed``), ``gflops``, ``params_m``,
+``latency_ms``, ``val_acc``, ``epoch_acc``.
+
+Randomness is owned by the configuration: every random stream of a trial (weight
+initialisation, batch order, augmentation, dropout and drop-path) starts from
+``trial_seed(study seed, config hash)``, never from the process's state, so a configuration
+gets the same val accuracy whichever trial number, worker or resumed run evaluates it (bit
+for bit on the CPU), and a duplicate reuses the result a re-run would give.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import statistics
 import time
 from collections.abc import Callable
@@ -23,10 +31,35 @@ if TYPE_CHECKING:
     from affinity.data import DatasetSplits
     from affinity.search.space import Settings, Space
 
-__all__ = ["Outcome", "cpu_latency_ms", "evaluate"]
+__all__ = ["Outcome", "cpu_latency_ms", "evaluate", "seeded_model", "trial_seed"]
 
 #: Timed forward passes for the CPU latency (after one warm-up); the median is kept.
 LATENCY_RUNS = 5
+
+
+def trial_seed(study_seed: int, config_hash: str, repeat: int = 0) -> int:
+    """The training seed of one run of a configuration: a 31-bit integer from SHA-256 of the
+    study seed, the configuration hash and the repeat index (0 for the first seed).
+
+    It depends on nothing else (not the trial number, the worker, the time or the process's
+    RNG state), so any process re-derives it; ``affinity train`` reads it from the front file.
+    """
+    text = f"affinity-trial:{study_seed}:{config_hash}:{repeat}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFF_FFFF
+
+
+def seeded_model(cfg: Any, data: DatasetSplits, seed: int) -> Any:
+    """``create_model(cfg)`` for ``data``'s geometry, its weights initialised from ``seed``.
+
+    The same global seeding as ``affinity train`` (``torch.manual_seed(seed)`` right before
+    the build), so both give the same initial weights for the same seed.
+    """
+    import torch
+
+    from affinity.models import create_model
+
+    torch.manual_seed(seed)
+    return create_model(cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans)
 
 
 @dataclass
@@ -109,7 +142,6 @@ def evaluate(
     import torch
 
     from affinity.flops import count_flops, count_params
-    from affinity.models import create_model
     from affinity.search.space import config_hash
     from affinity.train import train
 
@@ -128,17 +160,16 @@ def evaluate(
 
     earlier = _find_duplicate(study, trial.number, digest)
     if earlier is not None:
-        keep = ("status", "reason", "gflops", "params_m", "latency_ms", "val_acc", "epoch_acc")
+        keep = ("status", "reason", "seed", "gflops", "params_m", "latency_ms", "val_acc", "epoch_acc")
         copied = {k: earlier.user_attrs[k] for k in keep if k in earlier.user_attrs}
         copied.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=copied.get("status"))
         values = list(earlier.values) if earlier.values is not None else None
         return Outcome(earlier.state.name, values, copied)
 
     phase("build")
+    seed = trial_seed(settings.seed, digest)
     try:
-        model = create_model(
-            cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
-        )
+        model = seeded_model(cfg, data, seed)
     except AffinityError as exc:
         return Outcome("FAIL", attrs={"status": "rejected", "reason": f"build: {exc}"})
     x = torch.zeros(1, data.in_chans, data.img_size, data.img_size)
@@ -176,7 +207,7 @@ def evaluate(
                 trial.set_user_attr("reason", f"pruned after epoch {epoch} at val accuracy {acc:.4f}")
                 raise optuna.TrialPruned()
 
-    train_cfg = dataclasses.replace(settings.budget, device=device, threads=threads)
+    train_cfg = dataclasses.replace(settings.budget, seed=seed, device=device, threads=threads)
     try:
         metrics = train(model, data, train_cfg, on_epoch=after_epoch, progress=False)
     except AffinityError as exc:
@@ -186,6 +217,7 @@ def evaluate(
     attrs.update(
         val_acc=acc,
         epoch_acc=epoch_acc,
+        seed=seed,
         train_s=float(metrics.wall_s),
         latency_ms=cpu_latency_ms(model, data.in_chans, data.img_size, threads=1),
         status="ok",
