@@ -5,7 +5,10 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 - ``number``: the Optuna trial number.
 - ``state``: COMPLETE | PRUNED | FAIL | RUNNING (Optuna's state).
 - ``status``: ok | duplicate | over_budget | pruned | rejected | interrupted | error.
-- ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned).
+- ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned);
+  with several training seeds (``--repeats``), their mean.
+- ``val_acc_mean``, ``val_acc_std``, ``n_seeds``: the mean (= ``val_acc``) and sample standard
+  deviation of the val accuracy over the ``n_seeds`` training seeds (std empty for one seed).
 - ``gflops``: fvcore GFLOPs of one image (one multiply-add = one FLOP).
 - ``params_m``: parameters, millions.
 - ``latency_ms``: CPU latency at batch 1, one thread, median of 5 runs.
@@ -47,6 +50,9 @@ COLUMNS = (
     "state",
     "status",
     "val_acc",
+    "val_acc_mean",
+    "val_acc_std",
+    "n_seeds",
     "gflops",
     "params_m",
     "latency_ms",
@@ -125,6 +131,9 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
             "state": t.state.name,
             "status": attrs.get("status", "running" if t.state.name == "RUNNING" else ""),
             "val_acc": acc,
+            "val_acc_mean": acc,
+            "val_acc_std": attrs.get("val_acc_std"),
+            "n_seeds": attrs.get("n_seeds", None if acc is None else 1),
             "gflops": attrs.get("gflops"),
             "params_m": attrs.get("params_m"),
             "latency_ms": attrs.get("latency_ms"),
@@ -153,7 +162,8 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
         board.loc[i, "dominated_by"] = dom
     for name in params:  # keep ints as ints where a conditional parameter is missing (no 3.0)
         board[name] = pd.Series([r[name] for r in rows], dtype=object)
-    for col in ("val_acc", "gflops", "params_m", "latency_ms", "duration_s"):
+    board["n_seeds"] = board["n_seeds"].astype("Int64")
+    for col in ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s"):
         board[col] = pd.to_numeric(board[col], errors="coerce").astype(float)
     if len(board):
         board = board.sort_values(
