@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ATTR", "changed", "collect", "git_commit", "record"]
+__all__ = ["ATTR", "changed", "collect", "describe", "git_commit", "record"]
 
 #: the study user attribute that holds it
 ATTR = "provenance"
@@ -103,3 +103,12 @@ def record(study: optuna.Study, device: str) -> list[str]:
         study.set_user_attr(ATTR, now)
         return []
     return changed(recorded, now)
+
+
+def describe(recorded: dict[str, Any] | None) -> str:
+    """One line: ``affinity 0.1.0, torch 2.13.0, ... on cpu (Linux-...), git abc1234``."""
+    if not isinstance(recorded, dict):
+        return "provenance: not recorded (a study from before affinity recorded it)"
+    versions = ", ".join(f"{k} {recorded.get(k)}" for k in VERSIONS)
+    commit = recorded.get("git_commit") or "no git checkout"
+    return f"{versions}; {recorded.get('device')} on {recorded.get('platform')}; git {commit}"
