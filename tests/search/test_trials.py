@@ -4,6 +4,7 @@ this process or another, with one worker or two, and across a kill and a resume.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +152,25 @@ def test_killed_and_resumed_study_matches_an_uninterrupted_one(tmp_path: Path) -
     common = set(resumed) & set(whole)
     assert len(common) >= 5  # the killed trial's configuration may have been replaced by a new one
     assert {h: resumed[h] for h in common} == {h: whole[h] for h in common}
+
+
+def test_affinity_train_on_a_front_file_reproduces_the_leaderboard_exactly(tmp_path: Path) -> None:
+    space = _space(tmp_path)
+    _search_here(space, "front", "--n-trials", "3")
+    trials = {t.number: t for t in _trials("front")}
+    files = sorted((Path("results") / "front" / "front").glob("trial_*.yaml"))
+    assert files
+    path = files[0]
+    trial = trials[int(path.stem.removeprefix("trial_"))]
+    doc = yaml.safe_load(path.read_text())
+    settings = load_space(str(space)).settings
+    assert doc["dataset"] == "digits" and doc["img_size"] == settings.img_size
+    assert doc["data_seed"] == settings.seed and doc["seed"] == trial.user_attrs["seed"] != settings.seed
+    assert doc["budget"]["epochs"] == 1 and doc["budget"]["lr"] == settings.budget.lr
+    # a fresh process, no flag but --out: torch's own thread count, as a user would run it
+    env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
+    cmd = [sys.executable, "-c", "from affinity.cli import main; main()", "train", str(path), "--out", "run"]
+    out = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads(Path("run", "metrics.json").read_text())["metrics"]
+    assert metrics["val_acc"] == trial.user_attrs["val_acc"]
