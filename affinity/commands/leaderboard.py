@@ -35,6 +35,9 @@ def command(
 ) -> None:
     """Rebuild a study's leaderboard (one row per trial, Pareto ranks) from its storage.
 
+    --format json writes {"study", "provenance" (the versions, platform, device and git
+    commit that produced the study), "trials" (the rows)}.
+
     Columns are documented in README.md (val_acc, gflops, params_m, latency_ms, pareto_rank,
     dominated_by, ... and one per searched parameter). GFLOPs are fvcore's: one
     multiply-add counts as one FLOP. The table and JSON list each configuration once (a
@@ -49,7 +52,10 @@ def command(
     quiet_optuna()
     if top is not None and top < 1:
         raise StudyError(f"--top: {top} is not allowed; allowed: an integer >= 1")
-    board = build_leaderboard(load_study(study, storage, out=out))
+    from affinity.search.provenance import ATTR, describe
+
+    st = load_study(study, storage, out=out)
+    board = build_leaderboard(st)
     if sort_col is not None:
         if sort_col not in board.columns:
             raise StudyError(f"--sort: {sort_col!r} is not a column; allowed: {', '.join(board.columns)}")
@@ -65,11 +71,16 @@ def command(
     if fmt == "csv":
         click.echo(board.to_csv(index=False), nl=False)
     elif fmt == "json":
-        click.echo(board.to_json(orient="records", indent=2))
+        import json
+
+        rows = json.loads(board.to_json(orient="records"))
+        doc = {"study": study, "provenance": st.user_attrs.get(ATTR), "trials": rows}
+        click.echo(json.dumps(doc, indent=2))
     else:
         from affinity.search.render import console
 
         note = f"{hidden} duplicate trials hidden (--with-duplicates lists them)" if hidden else ""
         shown = f"top {len(board)} of " if top is not None else ""
         title = f"{study}: {shown}{total - hidden} distinct configurations ({total} trials)"
+        note = "; ".join(filter(None, [note, describe(st.user_attrs.get(ATTR))]))
         console().print(leaderboard_table(board, title, note=note))

@@ -35,6 +35,8 @@ from affinity.commands._options import device_option, quiet_option, storage_opti
     "--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest)."
 )
 @click.option("--n-jobs", type=int, default=None, help="Worker processes.")
+@click.option("--repeats", type=int, default=None,
+              help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "grid", "qmc"]), default=None)
 @click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
               help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
@@ -123,6 +125,10 @@ def command(
     beat = heartbeat or DEFAULT_HEARTBEAT
     store = open_storage(storage, default_storage_path(out, name), create=True, heartbeat=beat)
     st = create_or_resume(name, store, space, settings)
+    from affinity.search import provenance
+
+    notes += [f"the study was started with {d}: accuracies may not match bit for bit"
+              for d in provenance.record(st, ",".join(dict.fromkeys(devs)))]  # fmt: skip
     done, _ = counted(st.get_trials(deepcopy=False))
     folder.mkdir(parents=True, exist_ok=True)
     _save_space(space, folder)

@@ -89,12 +89,13 @@ def command(
         if value is not None:
             settings[key] = check_value(key, value, f"--{key.replace('_', '-')}")
     run = {**DATA_DEFAULTS, **settings}
-    dataset, img_size = run.pop("dataset"), run.pop("img_size")
+    dataset, img_size, data_seed = run.pop("dataset"), run.pop("img_size"), run.pop("data_seed")
     cfg = TrainConfig(**run)
     name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
     out_dir = Path(out) if out else Path("results") / "train" / name
     say = click.echo if not quiet else (lambda *a, **k: None)
-    data = load_dataset(dataset, img_size=img_size, seed=cfg.seed, quiet=quiet)
+    split_seed = cfg.seed if data_seed is None else data_seed
+    data = load_dataset(dataset, img_size=img_size, seed=split_seed, quiet=quiet)
     torch.manual_seed(cfg.seed)
     net = create_model(
         model_cfg,

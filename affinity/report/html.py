@@ -145,6 +145,14 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
         )
     if not report.front_configs:
         parts.append('<p class="note">the front is empty</p>')
+    parts.append("<h2>Provenance</h2>")
+    if report.provenance:
+        cells = "".join(
+            f"<tr><th>{esc(str(k))}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in report.provenance.items()
+        )
+        parts.append(f"<table>{cells}</table>")
+    else:
+        parts.append('<p class="note">not recorded (a study from before affinity recorded it)</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
 

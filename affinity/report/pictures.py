@@ -71,6 +71,10 @@ def plot_pareto(report: StudyReport) -> Figure:
     rest, front = pts[~pts["front"]], pts[pts["front"]].sort_values("flops")
     ax.scatter(rest["flops"], rest["accuracy"], s=28, color=OTHER_COLOR, alpha=0.7, label="trials")
     ax.step(front["flops"], front["accuracy"], where="post", color=FRONT_COLOR, lw=1.2, alpha=0.6)
+    spread = pts[pts["std"].notna()] if "std" in pts else pts.iloc[:0]
+    if len(spread):  # the seed-to-seed std of trials trained with several seeds (--repeats)
+        ax.errorbar(spread["flops"], spread["accuracy"], yerr=spread["std"], fmt="none", ecolor="grey",
+                    elinewidth=1, capsize=3, alpha=0.8, zorder=2, label="± 1 std over seeds")  # fmt: skip
     ax.scatter(
         front["flops"],
         front["accuracy"],

@@ -80,13 +80,16 @@ class StudyReport:
         directions: Optuna's directions (``maximize`` accuracy, then ``minimize`` GFLOPs).
         leaderboard: one row per trial (the search's leaderboard, duplicates included).
         points: per distinct finished trial with both figures (every finished trial with
-            ``with_duplicates``): ``number``, ``accuracy``, ``gflops``, ``front``.
+            ``with_duplicates``): ``number``, ``accuracy`` (the mean over its seeds), ``gflops``,
+            ``std`` (seed-to-seed std; NaN for one seed), ``front``.
         importances: parameter importances for val accuracy, with the trials each rests on.
         params: accuracy per searched parameter (distinct trials, as ``points``).
         front_configs: ``(trial number, YAML text)`` per trial on the front (duplicates of an
             earlier front trial left out, as the search's ``front/`` folder does).
         trial_params: the searched parameters of each front trial.
         duplicates: how many duplicate trials the plots leave out (0 with ``with_duplicates``).
+        provenance: versions, platform, device and git commit that produced the study
+            (``affinity.search.provenance``); None for a study from before it was recorded.
     """
 
     name: str
@@ -98,6 +101,7 @@ class StudyReport:
     front_configs: list[tuple[int, str]]
     trial_params: dict[int, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
+    provenance: dict[str, Any] | None = None
 
 
 def _finished(study: optuna.Study, with_duplicates: bool) -> list[optuna.trial.FrozenTrial]:
@@ -275,12 +279,13 @@ def collect(
     duplicates = int((shown["status"] == "duplicate").sum())
     if not with_duplicates:
         shown = shown[shown["status"] != "duplicate"]
-    rows = shown[["number", "val_acc", "gflops"]].dropna(subset=["val_acc", "gflops"])
+    rows = shown[["number", "val_acc", "val_acc_std", "gflops"]].dropna(subset=["val_acc", "gflops"])
     points = pd.DataFrame(
         {
             "number": rows["number"].astype(int).to_numpy(),
             "accuracy": rows["val_acc"].astype(float).to_numpy(),
             "gflops": rows["gflops"].astype(float).to_numpy(),
+            "std": rows["val_acc_std"].astype(float).to_numpy(),  # NaN for one seed
         }
     )
     points["front"] = points["number"].isin(front)
@@ -296,6 +301,7 @@ def collect(
         front_configs=front_configs,
         trial_params={n: dict(by_number[n].params) for n, _ in front_configs},
         duplicates=0 if with_duplicates else duplicates,
+        provenance=study.user_attrs.get("provenance"),
     )
 
 

@@ -5,7 +5,10 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 - ``number``: the Optuna trial number.
 - ``state``: COMPLETE | PRUNED | FAIL | RUNNING (Optuna's state).
 - ``status``: ok | duplicate | over_budget | pruned | rejected | interrupted | error.
-- ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned).
+- ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned);
+  with several training seeds (``--repeats``), their mean.
+- ``val_acc_mean``, ``val_acc_std``, ``n_seeds``: the mean (= ``val_acc``) and sample standard
+  deviation of the val accuracy over the ``n_seeds`` training seeds (std empty for one seed).
 - ``gflops``: fvcore GFLOPs of one image (one multiply-add = one FLOP).
 - ``params_m``: parameters, millions.
 - ``latency_ms``: CPU latency at batch 1, one thread, median of 5 runs.
@@ -47,6 +50,9 @@ COLUMNS = (
     "state",
     "status",
     "val_acc",
+    "val_acc_mean",
+    "val_acc_std",
+    "n_seeds",
     "gflops",
     "params_m",
     "latency_ms",
@@ -125,6 +131,9 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
             "state": t.state.name,
             "status": attrs.get("status", "running" if t.state.name == "RUNNING" else ""),
             "val_acc": acc,
+            "val_acc_mean": acc,
+            "val_acc_std": attrs.get("val_acc_std"),
+            "n_seeds": attrs.get("n_seeds", None if acc is None else 1),
             "gflops": attrs.get("gflops"),
             "params_m": attrs.get("params_m"),
             "latency_ms": attrs.get("latency_ms"),
@@ -153,7 +162,8 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
         board.loc[i, "dominated_by"] = dom
     for name in params:  # keep ints as ints where a conditional parameter is missing (no 3.0)
         board[name] = pd.Series([r[name] for r in rows], dtype=object)
-    for col in ("val_acc", "gflops", "params_m", "latency_ms", "duration_s"):
+    board["n_seeds"] = board["n_seeds"].astype("Int64")
+    for col in ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s"):
         board[col] = pd.to_numeric(board[col], errors="coerce").astype(float)
     if len(board):
         board = board.sort_values(
@@ -171,26 +181,6 @@ def front_numbers(board: pd.DataFrame) -> list[int]:
     return [int(n) for n in on["number"]]
 
 
-def _write_front_config(cfg: Any, path: Path, study: Any, board: Any, number: int, save: Any) -> None:
-    """The model config in ``save_model_config``'s format, under a comment saying where it
-    comes from (comments are ignored by ``load_model_config``)."""
-    row = board[board["number"] == number].iloc[0]
-    training = study.user_attrs.get("affinity", {}).get("training", {})
-    img = training.get("img_size")
-    head = (
-        f"# trial {number} of study {study.study_name!r}: val_acc {row.val_acc:.4f}, "
-        f"{row.gflops:.4g} GFLOPs, {row.params_m:.4g} M params\n"
-        f"# trained on {training.get('dataset', '?')} at img_size {img}: "
-        f"affinity profile {path.name} --img-size {img}\n"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.body")
-    save(cfg, tmp)
-    body = tmp.read_text(encoding="utf-8")
-    tmp.unlink()
-    atomic_write_text(path, head + body)
-
-
 def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
     """Write ``leaderboard.csv`` and ``front/trial_<n>.yaml`` under ``folder``, atomically.
 
@@ -201,7 +191,7 @@ def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
     Returns:
         The leaderboard written.
     """
-    from affinity.models.config import ModelCfg, save_model_config
+    from affinity.search.trialfile import write_trial_config
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,13 +201,12 @@ def write_outputs(study: optuna.Study, folder: str | Path) -> pd.DataFrame:
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     keep = set()
     for n in front_numbers(board):
-        cfg = by_number[n].user_attrs.get("config")
-        if not isinstance(cfg, dict):
+        if not isinstance(by_number[n].user_attrs.get("config"), dict):
             continue
         path = front_dir / f"trial_{n}.yaml"
         keep.add(path.name)
-        if not path.is_file():
-            _write_front_config(ModelCfg.from_dict(cfg), path, study, board, n, save_model_config)
+        if not path.is_file():  # the model, the study's data and budget, the trial's seed
+            write_trial_config(study, by_number[n], path)
     if front_dir.is_dir():
         for old in front_dir.glob("trial_*.yaml"):
             if old.name not in keep:

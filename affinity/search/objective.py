@@ -3,12 +3,26 @@
 Every outcome is recorded on the trial (user attributes) before it is told, so the
 leaderboard can show it: ``status`` (see ``affinity.search.study.STATUSES``), ``reason``,
 ``config`` (the model configuration, the YAML form ``affinity profile``/``train`` read),
-``config_hash``, ``gflops``, ``params_m``, ``latency_ms``, ``val_acc``, ``epoch_acc``.
+``config_hash``, ``gflops``, ``params_m``, ``latency_ms``, and the training's result:
+``val_acc`` (the mean over the seeds), ``val_acc_std`` (their sample standard deviation; None
+for one seed), ``n_seeds``, ``seeds``, ``seed_val_acc`` (one accuracy per seed), ``seed``
+(the first), ``threads`` (torch threads it trained with), ``epoch_acc`` (the first seed's
+per-epoch accuracy, what the pruner saw).
+
+Randomness is owned by the configuration: every random stream of a trial (weight
+initialisation, batch order, augmentation, dropout and drop-path) starts from
+``trial_seed(study seed, config hash, repeat)``, never from the process's state, so a
+configuration gets the same val accuracy whichever trial number, worker or resumed run
+evaluates it (bit for bit on the CPU for the same thread count), and a duplicate reuses the
+result a re-run would give. ``search.repeats`` (``--repeats K``) trains each new
+configuration with the first K such seeds; the objective is their mean.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import statistics
 import time
 from collections.abc import Callable
@@ -23,10 +37,44 @@ if TYPE_CHECKING:
     from affinity.data import DatasetSplits
     from affinity.search.space import Settings, Space
 
-__all__ = ["Outcome", "cpu_latency_ms", "evaluate"]
+__all__ = ["Outcome", "cpu_latency_ms", "evaluate", "seeded_model", "trial_seed"]
 
+#: what a trial's result is: a duplicate copies these from the trial it repeats
+RESULT_ATTRS = ("status", "reason", "gflops", "params_m", "latency_ms", "val_acc", "val_acc_std", "n_seeds",
+                "seeds", "seed_val_acc", "seed", "threads", "epoch_acc")  # fmt: skip
 #: Timed forward passes for the CPU latency (after one warm-up); the median is kept.
 LATENCY_RUNS = 5
+
+
+def trial_seed(study_seed: int, config_hash: str, repeat: int = 0) -> int:
+    """The training seed of one run of a configuration: a 31-bit integer from SHA-256 of the
+    study seed, the configuration hash and the repeat index (0 for the first seed).
+
+    It depends on nothing else (not the trial number, the worker, the time or the process's
+    RNG state), so any process re-derives it; ``affinity train`` reads it from the front file.
+    """
+    text = f"affinity-trial:{study_seed}:{config_hash}:{repeat}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFF_FFFF
+
+
+def seeded_model(cfg: Any, data: DatasetSplits, seed: int) -> Any:
+    """``create_model(cfg)`` for ``data``'s geometry, its weights initialised from ``seed``.
+
+    The same global seeding as ``affinity train`` (``torch.manual_seed(seed)`` right before
+    the build), so both give the same initial weights for the same seed.
+    """
+    import torch
+
+    from affinity.models import create_model
+
+    torch.manual_seed(seed)
+    return create_model(cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans)
+
+
+def seed_spread(accs: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (n - 1) of the per-seed val accuracies; the
+    deviation is None for one seed (nothing to measure the spread with)."""
+    return statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else None
 
 
 @dataclass
@@ -109,7 +157,6 @@ def evaluate(
     import torch
 
     from affinity.flops import count_flops, count_params
-    from affinity.models import create_model
     from affinity.search.space import config_hash
     from affinity.train import train
 
@@ -128,17 +175,14 @@ def evaluate(
 
     earlier = _find_duplicate(study, trial.number, digest)
     if earlier is not None:
-        keep = ("status", "reason", "gflops", "params_m", "latency_ms", "val_acc", "epoch_acc")
-        copied = {k: earlier.user_attrs[k] for k in keep if k in earlier.user_attrs}
+        copied = {k: earlier.user_attrs[k] for k in RESULT_ATTRS if k in earlier.user_attrs}
         copied.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=copied.get("status"))
         values = list(earlier.values) if earlier.values is not None else None
         return Outcome(earlier.state.name, values, copied)
 
     phase("build")
     try:
-        model = create_model(
-            cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
-        )
+        model = seeded_model(cfg, data, trial_seed(settings.seed, digest))
     except AffinityError as exc:
         return Outcome("FAIL", attrs={"status": "rejected", "reason": f"build: {exc}"})
     x = torch.zeros(1, data.in_chans, data.img_size, data.img_size)
@@ -160,14 +204,18 @@ def evaluate(
         trial.set_user_attr(key, value)
 
     single = settings.objective == "accuracy"
+    epochs = settings.budget.epochs
     epoch_acc: list[float] = []
 
-    def after_epoch(epoch: int, acc: float) -> None:
+    def after_epoch(repeat: int, epoch: int, acc: float) -> None:
+        if on_epoch is not None:  # the display counts the epochs of every seed
+            on_epoch(repeat * epochs + epoch, settings.repeats * epochs, acc)
+        phase("train")
+        if repeat:
+            return
+        # the pruner and epoch_acc follow the first seed (a step is reported once)
         epoch_acc.append(float(acc))
         trial.set_user_attr("epoch_acc", epoch_acc)
-        if on_epoch is not None:
-            on_epoch(epoch, settings.budget.epochs, acc)
-        phase("train")
         if single:
             trial.report(float(acc), epoch)
             if trial.should_prune():
@@ -176,19 +224,32 @@ def evaluate(
                 trial.set_user_attr("reason", f"pruned after epoch {epoch} at val accuracy {acc:.4f}")
                 raise optuna.TrialPruned()
 
-    train_cfg = dataclasses.replace(settings.budget, device=device, threads=threads)
-    try:
-        metrics = train(model, data, train_cfg, on_epoch=after_epoch, progress=False)
-    except AffinityError as exc:
-        return Outcome("FAIL", attrs={**attrs, "status": "rejected", "reason": f"train: {exc}"})
-    acc = float(metrics.val_acc)
+    seeds = [trial_seed(settings.seed, digest, k) for k in range(settings.repeats)]
+    accs: list[float] = []
+    train_s = 0.0
+    for repeat, seed in enumerate(seeds):
+        net = model if repeat == 0 else seeded_model(cfg, data, seed)
+        train_cfg = dataclasses.replace(settings.budget, seed=seed, device=device, threads=threads)
+        try:
+            metrics = train(net, data, train_cfg, on_epoch=functools.partial(after_epoch, repeat))
+        except AffinityError as exc:
+            return Outcome("FAIL", attrs={**attrs, "status": "rejected", "reason": f"train: {exc}"})
+        accs.append(float(metrics.val_acc))
+        train_s += float(metrics.wall_s)
+    mean, std = seed_spread(accs)
     phase("eval")
     attrs.update(
-        val_acc=acc,
+        val_acc=mean,
+        val_acc_std=std,
+        n_seeds=len(seeds),
+        seeds=seeds,
+        seed_val_acc=accs,
         epoch_acc=epoch_acc,
-        train_s=float(metrics.wall_s),
+        seed=seeds[0],
+        threads=threads,
+        train_s=train_s,
         latency_ms=cpu_latency_ms(model, data.in_chans, data.img_size, threads=1),
         status="ok",
     )
-    values = [acc] if single else [acc, gflops]
+    values = [mean] if single else [mean, gflops]
     return Outcome("COMPLETE", values, attrs)

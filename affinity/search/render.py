@@ -35,13 +35,14 @@ def console() -> Any:
 
 #: the leaderboard table's columns; state, latency, dominance, wall time, hash, duplicate and
 #: reason are in the CSV and JSON (100 columns leave room for the searched parameters)
-MAIN = ("number", "status", "val_acc", "gflops", "params_m", "pareto_rank")
+MAIN = ("number", "status", "val_acc", "val_acc_std", "gflops", "params_m", "pareto_rank")
 #: the columns of the front table printed at the end of a search
-FRONT = ("number", "val_acc", "gflops", "params_m", "latency_ms")
+FRONT = ("number", "val_acc", "val_acc_std", "gflops", "params_m", "latency_ms")
 #: short header -> what it means, for the columns whose header is not their name
 _SHORT = {
     "number": ("#", "trial number"),
     "val_acc": ("acc%", "val accuracy in %"),
+    "val_acc_std": ("±%", "its std over the training seeds in %"),
     "latency_ms": ("ms", "CPU latency at batch 1"),
     "pareto_rank": ("rank", "Pareto rank (1 = front)"),
     "dominated_by": ("dom", "trials that dominate it"),
@@ -169,7 +170,7 @@ def _cell(col: str, value: Any, flops: Scale, count: Scale) -> str:
         return flops(value * 1e9)
     if col == "params_m":
         return count(value * 1e6)
-    if col == "val_acc":
+    if col in ("val_acc", "val_acc_std"):
         return f"{100 * value:.1f}"
     if col in _FMT:
         return _FMT[col].format(value)

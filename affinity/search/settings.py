@@ -58,6 +58,7 @@ class Settings:
         budget: how each trial trains (``seed`` included; ``device`` and ``threads`` are
             the worker's, from its command line).
         n_trials, sampler, objective, pruner, n_jobs: the study.
+        repeats: training seeds per new configuration (val accuracy is their mean).
         max_gflops, max_params: constraints checked before training.
     """
 
@@ -69,6 +70,7 @@ class Settings:
     objective: str = "pareto"
     pruner: str = "median"
     n_jobs: int = 1
+    repeats: int = 1
     max_gflops: float | None = None
     max_params: float | None = None
 
@@ -89,7 +91,7 @@ TOP_KEYS = ("dataset", "img_size", "seed")
 #: the keys each section of a space file takes (the budget's are TrainConfig's fields)
 SECTION_KEYS = {
     "budget": BUDGET_KEYS,
-    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs"),
+    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs", "repeats"),
     "constraints": ("max_gflops", "max_params"),
 }
 #: setting -> its key path in the file
@@ -114,6 +116,7 @@ _SEARCH_RULES: dict[str, Rule] = {
     "objective": _one_of(OBJECTIVES),
     "pruner": _one_of(PRUNERS),
     "n_jobs": integer(1),
+    "repeats": integer(1, 100),
     "max_gflops": number(0, open_low=True, optional=True),
     "max_params": number(0, open_low=True, optional=True),
 }

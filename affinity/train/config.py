@@ -174,9 +174,12 @@ DATA_RULES = {
         lambda v: isinstance(v, str) and v.strip() != "", "a dataset spec such as digits or npz:PATH"
     ),
     "img_size": integer(4, 1024),
+    # a search trial trains with its own seed on the split of the study's seed, which its
+    # front file keeps here (None: the split follows ``seed``)
+    "data_seed": integer(0, optional=True),
 }
 #: their defaults for ``affinity train`` (the search's are in its settings module)
-DATA_DEFAULTS: dict[str, Any] = {"dataset": "digits", "img_size": None}
+DATA_DEFAULTS: dict[str, Any] = {"dataset": "digits", "img_size": None, "data_seed": None}
 
 
 def rule(key: str) -> Rule:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -343,16 +344,28 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 
 @contextlib.contextmanager
 def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
-    """Thread count and deterministic algorithms for the run, restored afterwards."""
+    """Thread count and deterministic algorithms for the run, restored afterwards.
+
+    With ``cfg.deterministic``: torch's deterministic algorithms (warn-only: an op without a
+    deterministic kernel warns instead of failing); on CUDA also cuDNN's deterministic
+    kernels without autotuning (``cudnn.deterministic``, not ``cudnn.benchmark``) and a fixed
+    cuBLAS workspace (``CUBLAS_WORKSPACE_CONFIG=:4096:8``, read when the process first uses
+    cuBLAS, so set before that unless the user set it).
+    """
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    if cfg.deterministic and device.type == "cpu":
+    if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn

@@ -128,7 +128,7 @@ def test_tiny_search_leaderboard_front_and_resume() -> None:
     res = CliRunner().invoke(
         cli, ["leaderboard", "tiny", "--format", "json", "--top", "2", "--sort", "gflops"]
     )
-    rows_json = json.loads(res.output)
+    rows_json = json.loads(res.output)["trials"]
     assert len(rows_json) == 2
     assert rows_json[0]["gflops"] is None or rows_json[0]["gflops"] <= (rows_json[1]["gflops"] or math.inf)
     res = CliRunner().invoke(cli, ["leaderboard", "tiny"])
@@ -271,7 +271,7 @@ def test_any_optuna_storage_url_and_objective_kept_on_resume(capsys: pytest.Capt
     _search("--n-trials", "2", "--storage", url, "--max-steps", "2", "--study", "sq")
     res = CliRunner().invoke(cli, ["leaderboard", "sq", "--storage", url, "--format", "json"])
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.output)) == 2
+    assert len(json.loads(res.output)["trials"]) == 2
     assert (Path("results") / "sq" / "leaderboard.csv").is_file()
     # resuming with another objective would mix incomparable values: refused, one line
     with pytest.raises(SystemExit) as exc:
