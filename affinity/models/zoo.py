@@ -4,6 +4,10 @@ Published figures are references to compare against, never answers: ``affinity p
 and the tests compute params and FLOPs from the built model every time. Figures are
 ImageNet-1k at 224×224 unless ``img_size`` says otherwise; FLOPs are multiply-adds.
 Sources: /shared/reference/MODELS.md, the papers and their released code.
+
+Why one file past ~450 lines: it is the table of named variants (architectures as data),
+one short section per family with its reference; it holds no logic beyond the per-family
+config builders, and one table is where a reader compares families side by side.
 """
 
 from __future__ import annotations
