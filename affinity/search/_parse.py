@@ -8,11 +8,10 @@ is a ``SpaceError`` whose message starts with the key path. The whole-space chec
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from affinity.errors import SpaceError, is_int
+from affinity.errors import SpaceError, check_name, is_int
 from affinity.models.config import FAMILIES
 from affinity.search._dry import check_space
 from affinity.search._messages import mapping, show, unknown_key
@@ -43,10 +42,7 @@ def parse_space(raw: Any, *, source: str = "", default_name: str = "space") -> S
         if key not in _TOP_KEYS:
             raise unknown_key(key, "", _TOP_KEYS)
     name = doc.get("name", default_name)
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise SpaceError(
-            f"name: {show(name)} is not allowed; allowed: letters, digits, _ . - (a folder name)"
-        )
+    name = check_name("name", name, SpaceError)
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise SpaceError(f"description: {show(description)} is not allowed; allowed: text")
