@@ -105,7 +105,7 @@ def resolve_device(device: str) -> str:
 
 
 def show_progress(quiet: bool) -> bool:
-    """Progress displays only on a terminal and without --quiet."""
-    import sys
+    """A live (rich) display: only on a terminal and without --quiet (``affinity._progress``)."""
+    from affinity._progress import progress_mode
 
-    return not quiet and sys.stderr.isatty()
+    return progress_mode(quiet) == "live"

@@ -79,7 +79,7 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
-    from affinity.commands._options import show_progress
+    from affinity._progress import progress_mode
     from affinity.errors import StudyError, check_name
     from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
@@ -144,7 +144,7 @@ def command(
             console.print(f"study {name} already holds {done} trials (n_trials {target}): nothing to run")
         elif done:
             console.print(f"resuming study {name}: {done} trials done, {target - done} to run")
-    _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
+    _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=progress_mode(quiet))
     if quiet:
         return
     front = board[board["number"].isin(front_numbers(board))]

@@ -24,13 +24,13 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from affinity._progress import log_line
 from affinity.errors import DataError
 
 __all__ = ["ARCHIVES", "Archive", "cache_root", "fetch", "quiet"]
@@ -216,7 +216,7 @@ def _progress(url: str, total: int | None) -> Callable[..., None]:
         if tenth > shown[0]:
             shown[0] = tenth
             size = f"{done / 1e6:.1f} MB" + ("" if total is None else f" of {total / 1e6:.1f} MB")
-            print(f"{time.strftime('%H:%M:%S')} {name}: {size}", file=sys.stderr, flush=True)
+            log_line(f"{name}: {size}")
 
     piped(0)
     return piped

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from affinity._progress import Mode, log_line
+
 if TYPE_CHECKING:
     import optuna
 
@@ -46,16 +48,33 @@ def summarise(study: optuna.Study, summary: Summary) -> None:
 
 
 class Display:
-    """The live line: trial n of N, best accuracy, front size, elapsed and remaining time."""
+    """Trial n of N, best accuracy, front size, elapsed and remaining time: a live line on a
+    terminal (``mode="live"``), one timestamped line per finished trial when piped
+    (``"lines"``), nothing with --quiet (``"off"``); see ``affinity._progress``."""
 
-    def __init__(self, summary: Summary, name: str, enabled: bool) -> None:
+    def __init__(self, summary: Summary, name: str, mode: Mode) -> None:
         self.summary = summary
         self.name = name
-        self.enabled = enabled
+        self.mode = mode
         self.live: Any = None
+        self._logged = summary.done
+
+    def trial_finished(self) -> None:
+        """Print the plain line for each trial finished since the last one (``lines`` mode)."""
+        s = self.summary
+        if self.mode != "lines" or s.done == self._logged:
+            return
+        self._logged = s.done
+        rem = s.remaining_s()
+        best = "-" if s.best_acc is None else f"{s.best_acc:.4f}"
+        log_line(
+            f"{self.name}: {min(s.done, s.target)}/{s.target} trials done · best acc {best} · "
+            f"front {s.front} · elapsed {_hms(time.monotonic() - s.started)} · "
+            f"remaining {'~' + _hms(rem) if rem is not None else '-'}"
+        )
 
     def __enter__(self) -> Display:
-        if self.enabled:
+        if self.mode == "live":
             from rich.console import Console
             from rich.live import Live
 

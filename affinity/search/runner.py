@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from affinity._progress import Mode
 from affinity.errors import AffinityError
 from affinity.search._display import Display, Summary, summarise
 from affinity.search._worker import PHASES, PhaseHook, RunSpec, open_study, quiet_optuna, worker_loop
@@ -41,7 +42,7 @@ def _spawned_worker(spec: RunSpec, worker: int) -> None:
 
 
 def run_search(
-    spec: RunSpec, *, n_jobs: int, progress: bool, on_phase: PhaseHook | None = None
+    spec: RunSpec, *, n_jobs: int, progress: Mode | bool, on_phase: PhaseHook | None = None
 ) -> tuple[optuna.Study, Any, Summary]:
     """Run the workers until the study holds ``spec.target`` trials.
 
@@ -49,7 +50,8 @@ def run_search(
     each opening the same storage while this process refreshes the display and rewrites the
     leaderboard as trials finish.
 
-    ``on_phase`` sees the phases of the trials run in this process (``PHASES``).
+    ``progress`` is a display mode (``affinity._progress``: live, lines, off); True and False
+    mean live and off. ``on_phase`` sees the phases of the trials run in this process (``PHASES``).
 
     Returns:
         The study, the final leaderboard (a DataFrame) and the run summary.
@@ -65,13 +67,17 @@ def run_search(
         summary = Summary(target=spec.target, done_before=done)
         summarise(study, summary)
 
+    mode: Mode = ("live" if progress else "off") if isinstance(progress, bool) else progress
+    display = Display(summary, spec.study, mode)
+
     def after_trial(st: optuna.Study) -> None:
         write_outputs(st, spec.folder)
         summarise(st, summary)
         summary.current = ""
+        display.trial_finished()
 
     try:
-        with storage_errors(spec.storage), Display(summary, spec.study, progress):
+        with storage_errors(spec.storage), display:
             if n_jobs == 1:
 
                 def on_epoch(n: int, epoch: int, epochs: int, acc: float) -> None:

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from affinity._progress import log_line
+
 #: ``update(advance, epoch, epochs, val_acc)``: ``advance`` steps done; ``val_acc`` is given
 #: once an epoch has been evaluated, None otherwise
 Update = Callable[[int, int, int, "float | None"], None]
@@ -34,11 +36,9 @@ def _lines(total: int) -> Update:
         nonlocal done
         done += advance
         if acc is not None:
-            print(
-                f"{time.strftime('%H:%M:%S')} train epoch {epoch}/{epochs}: val acc {acc:.1%} "
-                f"(step {done}/{total}, {time.perf_counter() - start:.1f} s)",
-                file=sys.stderr,
-                flush=True,
+            log_line(
+                f"train epoch {epoch}/{epochs}: val acc {acc:.1%} "
+                f"(step {done}/{total}, {time.perf_counter() - start:.1f} s)"
             )
 
     return update
