@@ -41,6 +41,11 @@ from affinity.commands._options import device_option, quiet_option, train_option
     default=None,
     help="Torch CPU threads per worker (default 1; use --n-jobs to scale).",
 )
+@click.option(
+    "--allow-space-change",
+    is_flag=True,
+    help="Resume the study with an edited space (only changes Optuna can take: not a parameter's choices).",
+)
 @click.option("--check", is_flag=True, help="Validate the space and print what it searches; run nothing.")
 @device_option
 @quiet_option
@@ -51,6 +56,7 @@ def command(
     storage: str | None,
     threads: int | None,
     check: bool,
+    allow_space_change: bool,
     device: str,
     quiet: bool,
     **overrides: Any,
@@ -104,7 +110,7 @@ def command(
 
     folder = Path(out) / name
     store = open_storage(storage, default_storage_path(out, name), create=True)
-    st = create_or_resume(name, store, space, settings)
+    st = create_or_resume(name, store, space, settings, allow_space_change=allow_space_change)
     done, _ = counted(st.get_trials(deepcopy=False))
     folder.mkdir(parents=True, exist_ok=True)
     _save_space(space, folder)

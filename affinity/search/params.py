@@ -27,6 +27,7 @@ __all__ = [
     "Param",
     "Value",
     "candidates",
+    "distribution",
     "is_param",
     "parse_value",
     "suggest",
@@ -172,6 +173,17 @@ def suggest(trial: Any, name: str, value: Value) -> Any:
     if isinstance(value, FloatRange):
         return trial.suggest_float(name, value.lo, value.hi, step=value.step, log=value.log)
     return value
+
+
+def distribution(value: Param) -> Any:
+    """The Optuna distribution ``suggest`` samples ``value`` from (what a study records)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(value, Choice):
+        return CategoricalDistribution(value.labels())
+    if isinstance(value, IntRange):
+        return IntDistribution(value.lo, value.hi, log=value.log, step=value.step)
+    return FloatDistribution(value.lo, value.hi, log=value.log, step=value.step)
 
 
 def candidates(value: Value) -> list[Any]:

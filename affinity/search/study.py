@@ -119,13 +119,23 @@ def directions(objective: str) -> list[str]:
     return ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
 
 
-def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) -> optuna.Study:
-    """Create the study, or load it when it exists and was run with the same objectives and
-    training settings (a different budget or dataset would make accuracies incomparable)."""
+def create_or_resume(
+    name: str, storage: Any, space: Space, settings: Settings, *, allow_space_change: bool = False
+) -> optuna.Study:
+    """Create the study, or load it when it exists and was run with the same objectives,
+    training settings (a different budget or dataset would make accuracies incomparable) and
+    space (see ``space_change``; ``allow_space_change``: what Optuna can take)."""
     import optuna
 
+    from affinity.search.space_change import check_space_change, model_document
+
     wanted: list[Any] = directions(settings.objective)
-    meta = {"objective": settings.objective, "training": settings.training(), "space": space.name}
+    meta = {
+        "objective": settings.objective,
+        "training": settings.training(),
+        "space": space.name,
+        "model": model_document(space),
+    }
     if name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
         got = [d.name.lower() for d in study.directions]
@@ -148,6 +158,9 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
                     f"study {name!r} was trained with other settings ({'; '.join(diff)}); its accuracies "
                     "would not compare. Allowed: the same settings, or a new --study NAME"
                 )
+        document = check_space_change(study, space, allow=allow_space_change)
+        if document is not None:
+            study.set_user_attr("affinity", {**study.user_attrs.get("affinity", {}), "model": document})
         return study
     study = optuna.create_study(study_name=name, storage=storage, directions=wanted, load_if_exists=True)
     study.set_user_attr("affinity", meta)
