@@ -103,17 +103,20 @@ def command(
 
     load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
 
-    from affinity.search.leaderboard import front_numbers
+    from affinity._io import check_writable
+    from affinity.commands._outputs import printed_if_unwritten
+    from affinity.search.leaderboard import build_leaderboard, front_numbers
     from affinity.search.render import FRONT, leaderboard_table
     from affinity.search.runner import RunSpec, run_search
     from affinity.search.study import counted, create_or_resume, default_storage_path, open_storage
 
     folder = Path(out) / name
+    check_writable(folder)
+    if storage is not None and "://" not in storage:
+        check_writable(Path(storage).parent)
     store = open_storage(storage, default_storage_path(out, name), create=True)
     st = create_or_resume(name, store, space, settings, allow_space_change=allow_space_change)
     done, _ = counted(st.get_trials(deepcopy=False))
-    folder.mkdir(parents=True, exist_ok=True)
-    _save_space(space, folder)
     n_jobs = settings.n_jobs
     # one thread per worker: small models gain nothing from more, and on a busy machine
     # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
@@ -126,7 +129,10 @@ def command(
             console.print(f"study {name} already holds {done} trials (n_trials {target}): nothing to run")
         elif done:
             console.print(f"resuming study {name}: {done} trials done, {target - done} to run")
-    _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
+    # the trials are in the study's storage: a leaderboard that cannot be written is printed
+    with printed_if_unwritten(folder, lambda: build_leaderboard(st).to_csv(index=False)):
+        _save_space(space, folder)
+        _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=show_progress(quiet))
     if quiet:
         return
     front = board[board["number"].isin(front_numbers(board))]
