@@ -63,7 +63,7 @@ def _check_tree(
     for key, value in items:
         _check_tree(
             value,
-            f"{path}.{key}" if isinstance(node, dict) else f"{path}[{key}]",
+            (f"{path}.{key}" if path else str(key)) if isinstance(node, dict) else f"{path}[{key}]",
             ancestors,
             count,
             where,

@@ -93,6 +93,22 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("affinity: interrupted", err=True)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as exc:
+        # sizes a user gave (widths, ratios, image or batch sizes) that no memory can hold;
+        # any other RuntimeError is a bug and keeps its traceback
+        if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
+            raise
+        click.echo(
+            f"affinity: error: out of memory ({_printable(str(exc).splitlines()[0][:200])}); "
+            "allowed: smaller widths, ratios, image or batch sizes",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's failed allocations: ``OutOfMemoryError`` (CUDA) or the CPU allocator's error."""
+    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
 
 
 def _printable(message: str) -> str:

@@ -78,7 +78,7 @@ SEARCHED = st.sampled_from(
         {"choice": ["no_such_kind"]},
         {"int": [1, 2], "huh": 1},
     ]
-)
+).map(copy.deepcopy)  # a mutation may change it in place: each draw gets its own
 
 
 def values(huge: bool) -> st.SearchStrategy[Any]:
@@ -454,3 +454,81 @@ def test_subprocess_is_one_line_and_exit_2(tmp_path: Path, argv: list[str]) -> N
     assert done.returncode == 2, done
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("affinity"), done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def _tiny_model_doc() -> dict[str, Any]:
+    import json
+
+    from affinity.models import resolve_model_config
+    from affinity.models.config import apply_overrides
+
+    cfg = apply_overrides(
+        resolve_model_config("as_mlp_t"), dims=(8, 8, 8, 8), depths=(1, 1, 1, 1), patch_sizes=(2, 2, 2, 2)
+    )
+    return {"model": json.loads(json.dumps(cfg.to_dict()))}
+
+
+def _ratio(value: float) -> str:
+    doc = _tiny_model_doc()
+    doc["model"]["stages"][0]["channel_mlp_ratio"] = value
+    return yaml.safe_dump(doc)
+
+
+#: found by the fuzz and by hand on the way: each was a traceback
+FOUND = [
+    ("deep", "[" * 3000 + "]" * 3000, "nested too deeply"),
+    ("cycle", "model: &m\n  family: hierarchical\n  stages: [*m]\n", "contains itself"),
+    ("ratio", _ratio(1e300), "channel_mlp_ratio=1e+300 is not allowed"),
+    ("nan", _ratio(float("nan")), "channel_mlp_ratio=nan is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "needle"), FOUND, ids=[c[0] for c in FOUND])
+@pytest.mark.parametrize("command", ["profile", "train", "show", "space"])
+def test_found_documents_are_one_line(
+    tmp_path: Path, case: str, text: str, needle: str, command: str
+) -> None:
+    (tmp_path / "f.yaml").write_text(text, encoding="utf-8")
+    if command == "space":
+        if case in ("ratio", "nan"):
+            pytest.skip("a model config, not a space")
+        argv = ["search", "--space", "f.yaml", "--check"]
+    elif command == "train":
+        argv = ["train", "f.yaml", "--dataset", "synthetic:classes=2,n=32", "--epochs", "1", "--quiet"]
+    else:
+        argv = [command, "f.yaml"] + (["--no-timing"] if command == "profile" else [])
+    ran = run_case(tmp_path, argv)
+    assert ran.code == 2 and needle in ran.stderr, ran
+
+
+def test_a_model_no_memory_holds_is_one_line(tmp_path: Path) -> None:
+    """A 25.6 GB channel MLP under a 6 GB address-space limit: the allocator's error, one line."""
+    import resource
+
+    (tmp_path / "big.yaml").write_text(_ratio(1e8), encoding="utf-8")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "affinity.cli", "profile", "big.yaml", "--no-timing"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("affinity: error: out of memory (") and len(done.stderr.splitlines()) == 1
+
+
+def test_an_int_range_of_a_trillion_values_is_never_listed(tmp_path: Path) -> None:
+    """Found by the long profile: {int: [1, 10**12]} made --check list it (MemoryError)."""
+    (tmp_path / "s.yaml").write_text(
+        "model:\n  dims: [8]\n  depths: [1]\n  mixer: {kind: axial_shift, dilation: {int: [1, 1000000000000]}}\n",
+        encoding="utf-8",
+    )
+    ran = run_case(tmp_path, ["search", "--space", "s.yaml", "--check"])
+    assert ran.code == 0 and "model.mixer.dilation: continuous" in ran.stdout
+    ran = run_case(tmp_path, ["search", "--space", "s.yaml", "--check", "--sampler", "grid"])
+    assert ran.code == 2 and "a range of over 100000 values" in ran.stderr

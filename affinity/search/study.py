@@ -187,8 +187,9 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
     for name, values in space.distributions().items():
         if values is None:
             raise SpaceError(
-                f"{name}: a float range without a step; allowed with --sampler grid: choices, int ranges "
-                "or float ranges with a step (or use tpe, nsga2, random, qmc)"
+                f"{name}: a float range without a step, or a range of over 100000 values; allowed with "
+                "--sampler grid: choices, int ranges or float ranges with a step (or use tpe, nsga2, "
+                "random, qmc)"
             )
         grid[name] = values
     return grid
