@@ -525,7 +525,8 @@ def test_a_model_no_memory_holds_is_one_line(tmp_path: Path) -> None:
 def test_an_int_range_of_a_trillion_values_is_never_listed(tmp_path: Path) -> None:
     """Found by the long profile: {int: [1, 10**12]} made --check list it (MemoryError)."""
     (tmp_path / "s.yaml").write_text(
-        "model:\n  dims: [8]\n  depths: [1]\n  mixer: {kind: axial_shift, dilation: {int: [1, 1000000000000]}}\n",
+        "model:\n  dims: [8]\n  depths: [1]\n"
+        "  mixer: {kind: axial_shift, dilation: {int: [1, 1000000000000]}}\n",
         encoding="utf-8",
     )
     ran = run_case(tmp_path, ["search", "--space", "s.yaml", "--check"])

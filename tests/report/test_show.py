@@ -36,7 +36,8 @@ def test_compare_writes_one_png_and_names_the_sizes() -> None:
         # issue 16.4: was a TypeError traceback; the affinity's declaration names the allowed
         (
             ["show", "--compare", "dwconv,axial_shift:dilaton=2"],
-            "dilaton=2 is not a parameter of affinity 'axial_shift': allowed shift_size, dilation, padding, axis",
+            "dilaton=2 is not a parameter of affinity 'axial_shift': "
+            "allowed shift_size, dilation, padding, axis",
         ),
         (["show"], "MODEL"),
     ],
