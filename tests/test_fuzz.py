@@ -387,7 +387,7 @@ def _compare_spec() -> st.SearchStrategy[str]:
     query=st.one_of(st.none(), st.sampled_from(["0,0", "2,2", "9,9", "-1,0", "a,b", "1", ""])),
 )
 def test_show_compare_takes_any_spec(tmp_path: Path, specs: list[str], grid: str, query: str | None) -> None:
-    argv = ["show", "--compare", ",".join(specs), "--grid", grid, "--out", "c.png"]
+    argv = ["show", "--compare", ",".join(specs), "--grid", grid, "--file", "c.png"]
     with fresh_folder(tmp_path) as folder:
         run_case(folder, argv + (["--query", query] if query is not None else []))
 

@@ -94,7 +94,10 @@ def test_report_refuses_an_unwritable_out_before_collecting(blocked: Path, monke
 
     make_study()
     monkeypatch.setattr(affinity.report.study, "collect", _no_work)
-    _one_line(run_main(["report", "toy", "--out", str(blocked / "r")]), "r: not writable (Not a directory)")
+    _one_line(
+        run_main(["report", "toy", "--html", str(blocked / "r" / "report.html")]),
+        "r: not writable (Not a directory)",
+    )
 
 
 def test_report_that_cannot_be_written_prints_its_leaderboard(monkeypatch) -> None:
@@ -113,13 +116,13 @@ def test_show_refuses_an_unwritable_out_before_drawing(blocked: Path, monkeypatc
 
     monkeypatch.setattr(affinity.report.fields, "compare_fields", _no_work)
     monkeypatch.setattr(affinity.report.layers, "load_model", _no_work)
-    _one_line(run_main(["show", "--compare", "dwconv", "--out", str(blocked / "c.png")]), "not writable")
-    _one_line(run_main(["show", "as_mlp_t", "--out", str(blocked / "s.png")]), "not writable")
+    _one_line(run_main(["show", "--compare", "dwconv", "--file", str(blocked / "c.png")]), "not writable")
+    _one_line(run_main(["show", "as_mlp_t", "--file", str(blocked / "s.png")]), "not writable")
 
 
 def test_show_that_cannot_be_written_prints_what_it_drew(monkeypatch) -> None:
     monkeypatch.setattr(affinity._io, "atomic_write", _read_only)
     ran = run_main(["show", "--compare", "dwconv,axial_shift", "--grid", "5"])
-    _one_line(ran, "compare.png: could not write the picture (Read-only file system)")
-    assert ran.stdout.startswith("compare.png: ") and "tokens" in ran.stdout
+    _one_line(ran, "results/show/compare.png: could not write the picture (Read-only file system)")
+    assert ran.stdout.startswith("results/show/compare.png: ") and "tokens" in ran.stdout
     assert _files(Path.cwd()) == []
