@@ -64,8 +64,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def check_writable(folder: str | Path) -> Path:
-    """Create ``folder`` and write and remove a probe file in it, so that a command finds an
-    output location it cannot write before it works rather than after.
+    """Write and remove a probe file in ``folder``, so that a command finds an output location
+    it cannot write before it works rather than after. Folders created for the probe are
+    removed again: a command refused later (bad input) leaves nothing behind.
 
     Raises:
         ConfigError: the folder cannot be created or written (a read-only file system, a file
@@ -74,6 +75,7 @@ def check_writable(folder: str | Path) -> Path:
     from affinity.errors import ConfigError
 
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder, prefix=".write-check.")
@@ -82,4 +84,10 @@ def check_writable(folder: str | Path) -> Path:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(f"{folder}: not writable ({reason}); allowed: a folder you can write") from None
+    finally:
+        for path in created:  # deepest first; a folder something else filled meanwhile stays
+            try:
+                path.rmdir()
+            except OSError:
+                break
     return folder

@@ -70,7 +70,7 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Console entry point: AffinityError -> one line and exit 2; Ctrl-C -> exit 130."""
+    """Console entry point: AffinityError or a usage error -> one line and exit 2; Ctrl-C -> exit 130."""
     from affinity.errors import AffinityError
 
     try:
@@ -79,16 +79,46 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("affinity: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        # one line, as for any bad input: click's own shows usage, a hint and a blank line
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "affinity"
+        hint = f" (see {where} --help)" if isinstance(exc, click.UsageError) else ""
+        message = _printable(" ".join(exc.format_message().split()))
+        click.echo(f"{where}: error: {message}{hint}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except AffinityError as exc:
-        click.echo(f"affinity: error: {exc}", err=True)
+        click.echo(f"affinity: error: {_printable(str(exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("affinity: interrupted", err=True)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as exc:
+        # sizes a user gave (widths, ratios, image or batch sizes) that no memory can hold;
+        # any other RuntimeError is a bug and keeps its traceback
+        if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
+            raise
+        click.echo(
+            f"affinity: error: out of memory ({_printable(str(exc).splitlines()[0][:200])}); "
+            "allowed: smaller widths, ratios, image or batch sizes",
+            err=True,
+        )
+        sys.exit(2)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's failed allocations: ``OutOfMemoryError`` (CUDA) or the CPU allocator's error."""
+    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+
+
+def _printable(message: str) -> str:
+    """``message`` with the control characters a file name or value carried into it escaped
+    (``\\r`` would overwrite the line, an escape sequence would drive the terminal); line
+    breaks the message itself makes are kept."""
+    return "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode() for c in message
+    )
 
 
 if __name__ == "__main__":

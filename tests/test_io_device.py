@@ -58,3 +58,13 @@ def test_resolve_device_auto_and_cpu():
 def test_cuda_without_a_gpu_is_one_clear_error():
     with pytest.raises(ConfigError, match="no CUDA device is available here"):
         resolve_device("cuda:1")
+
+
+def test_check_writable_leaves_no_folder_it_created(tmp_path):
+    from affinity._io import check_writable
+
+    assert check_writable(tmp_path / "a" / "b") == tmp_path / "a" / "b"
+    assert list(tmp_path.iterdir()) == []  # probed, then removed: a refusal later leaves nothing
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="file/out: not writable"):
+        check_writable(tmp_path / "file" / "out")

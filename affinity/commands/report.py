@@ -32,14 +32,18 @@ def command(
     and each plot as a PNG beside it."""
     from pathlib import Path
 
+    from affinity._io import check_writable
+    from affinity.commands._outputs import printed_if_unwritten
     from affinity.report.html import write_report
     from affinity.report.study import collect
     from affinity.search.study import load_study
 
     loaded = load_study(study, storage, out=out)
-    report = collect(loaded, with_duplicates=with_duplicates)
     page_path = Path(html_file) if html_file else Path(out) / study / "report.html"
-    page, pngs = write_report(report, page_path.parent, html_name=page_path.name)
+    folder = check_writable(page_path.parent)
+    report = collect(loaded, with_duplicates=with_duplicates)
+    with printed_if_unwritten(folder, lambda: report.leaderboard.to_csv(index=False), "the report"):
+        page, pngs = write_report(report, folder, html_name=page_path.name)
     if not quiet:
         click.echo(
             f"{page} ({len(report.leaderboard)} trials, {int(report.points['front'].sum())} on the front, "

@@ -55,6 +55,11 @@ from affinity.commands._options import device_option, quiet_option, storage_opti
     default=None,
     help="Torch CPU threads per worker (default 1; use --n-jobs to scale).",
 )
+@click.option(
+    "--allow-space-change",
+    is_flag=True,
+    help="Resume the study with an edited space (only changes Optuna can take: not a parameter's choices).",
+)
 @click.option("--check", is_flag=True, help="Validate the space and print what it searches; run nothing.")
 @device_option
 @quiet_option
@@ -67,6 +72,7 @@ def command(
     devices: str | None,
     threads: int | None,
     check: bool,
+    allow_space_change: bool,
     device: str,
     quiet: bool,
     **overrides: Any,
@@ -115,23 +121,26 @@ def command(
 
     load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
 
-    from affinity.search.leaderboard import front_numbers
+    from affinity._io import check_writable
+    from affinity.commands._outputs import printed_if_unwritten
+    from affinity.search.leaderboard import build_leaderboard, front_numbers
     from affinity.search.render import FRONT, leaderboard_table
     from affinity.search.runner import RunSpec, run_search
     from affinity.search.storages import DEFAULT_HEARTBEAT, default_storage_path, open_storage
     from affinity.search.study import counted, create_or_resume
 
     folder = Path(out) / name
+    check_writable(folder)
+    if storage is not None and "://" not in storage:
+        check_writable(Path(storage).parent)
     beat = heartbeat or DEFAULT_HEARTBEAT
     store = open_storage(storage, default_storage_path(out, name), create=True, heartbeat=beat)
-    st = create_or_resume(name, store, space, settings)
+    st = create_or_resume(name, store, space, settings, allow_space_change=allow_space_change)
     from affinity.search import provenance
 
     notes += [f"the study was started with {d}: accuracies may not match bit for bit"
               for d in provenance.record(st, ",".join(dict.fromkeys(devs)))]  # fmt: skip
     done, _ = counted(st.get_trials(deepcopy=False))
-    folder.mkdir(parents=True, exist_ok=True)
-    _save_space(space, folder)
     n_jobs = settings.n_jobs
     # one thread per worker: small models gain nothing from more, and on a busy machine
     # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
@@ -144,7 +153,10 @@ def command(
             console.print(f"study {name} already holds {done} trials (n_trials {target}): nothing to run")
         elif done:
             console.print(f"resuming study {name}: {done} trials done, {target - done} to run")
-    _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=progress_mode(quiet))
+    # the trials are in the study's storage: a leaderboard that cannot be written is printed
+    with printed_if_unwritten(folder, lambda: build_leaderboard(st).to_csv(index=False)):
+        _save_space(space, folder)
+        _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=progress_mode(quiet))
     if quiet:
         return
     front = board[board["number"].isin(front_numbers(board))]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from affinity.commands._options import checkpoint_option, out_option
@@ -50,9 +52,11 @@ def command(
     """
     from pathlib import Path
 
+    from affinity._io import check_writable
+    from affinity.commands._outputs import printed_if_unwritten
     from affinity.errors import ConfigError
     from affinity.report import pictures
-    from affinity.report.fields import compare_fields, crop_fields, parse_query
+    from affinity.report.fields import compare_fields, parse_query
 
     if compare is not None:
         if target is not None or checkpoint is not None:
@@ -66,24 +70,40 @@ def command(
         if not specs:
             raise ConfigError(f"--compare={compare!r} is not allowed: a comma-separated list of affinities")
         q = parse_query(query, (grid, grid))
+        path = Path(out_file) if out_file else Path(out) / "show" / "compare.png"
+        check_writable(path.parent)
         fields = compare_fields(specs, hw=(grid, grid), query=q)
         fig = pictures.plot_compare(
             fields, f"receptive field of token ({q[0]}, {q[1]}) on a {grid}×{grid} grid"
         )
-        path = Path(out_file) if out_file else Path(out) / "show" / "compare.png"
-        pictures.save_png(fig, path)
-        click.echo(f"{path}: " + "; ".join(f"{f.title}: {int(f.support.sum())} tokens" for f in fields))
+        summary = f"{path}: " + "; ".join(f"{f.title}: {int(f.support.sum())} tokens" for f in fields)
+        with printed_if_unwritten(path, lambda: summary, "the picture"):
+            pictures.save_png(fig, path)
+        click.echo(summary)
         return
     if target is None:
         raise ConfigError("MODEL|CONFIG.yaml|CHECKPOINT is missing: give one, or use --compare OP,OP,...")
 
     from affinity.report.layers import layer_fields, load_model
 
+    check_writable(Path(out_file).parent if out_file else Path(out) / "show")
     model, label, size, in_chans = load_model(target, img_size, checkpoint)
     data = layer_fields(model, layer=layer, img_size=size, in_chans=in_chans, query=query)
     default = Path(out) / "show" / f"show_{label}_{data.layer.replace('.', '_')}.png"
     path = Path(out_file) if out_file else default
-    written = []
+    written: list[str] = []
+    with printed_if_unwritten(path.parent, lambda: "\n".join(written), "every picture"):
+        _draw(data, label, size, path, written)
+    for line in data.skipped:
+        written.append(f"no map for {line}")
+    click.echo("\n".join(written))
+
+
+def _draw(data: Any, label: str, size: int, path: Any, written: list[str]) -> None:
+    """Save the fields and tiles of ``data`` as PNGs beside ``path``, appending each to ``written``."""
+    from affinity.report import pictures
+    from affinity.report.fields import crop_fields
+
     if data.fields:
         q = data.fields[0].query
         title = (
@@ -96,6 +116,3 @@ def command(
         tiles_path = path.with_name(f"{path.stem}_tiles{i if len(data.tiles) > 1 else ''}.png")
         pictures.save_png(pictures.plot_tiles(tiles), tiles_path)
         written.append(f"{tiles_path} ({len(tiles.tiles)} tiles of {tiles.title})")
-    for line in data.skipped:
-        written.append(f"no map for {line}")
-    click.echo("\n".join(written))

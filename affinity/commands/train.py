@@ -176,11 +176,11 @@ def _write_results(out_dir: Any, net: Any, record: dict[str, Any], metrics: Any)
     import json
 
     from affinity._io import atomic_write_text
-    from affinity.errors import ConfigError
+    from affinity.commands._outputs import printed_if_unwritten
     from affinity.train import save_checkpoint
 
     text = json.dumps(record, indent=2) + "\n"
-    try:
+    with printed_if_unwritten(out_dir, lambda: text):
         atomic_write_text(out_dir / "metrics.json", text)
         save_checkpoint(
             out_dir / "checkpoint.pt",
@@ -193,11 +193,6 @@ def _write_results(out_dir: Any, net: Any, record: dict[str, Any], metrics: Any)
             in_chans=record["in_chans"],
             state=metrics.state,
         )
-    except OSError as exc:
-        click.echo(text, nl=False)
-        raise ConfigError(
-            f"{out_dir}: could not write the results ({exc.strerror or exc}); the metrics are printed above"
-        ) from None
 
 
 def _resume_from(path: Any, net: Any, run_info: dict[str, Any], cfg: Any) -> Any:

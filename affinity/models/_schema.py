@@ -65,9 +65,16 @@ class StageCfg:
         check_int("dim", self.dim, 1)
         check_int("depth", self.depth, 1)
         check_int("patch_size", self.patch_size, 1)
-        if not isinstance(self.channel_mlp_ratio, (int, float)) or self.channel_mlp_ratio < 0:
+        ratio = self.channel_mlp_ratio
+        # finite, and a hidden width a tensor can have (1e300 overflowed torch.empty)
+        if (
+            not isinstance(ratio, (int, float))
+            or isinstance(ratio, bool)
+            or not 0 <= ratio * self.dim < 2**31
+        ):
             raise ConfigError(
-                f"channel_mlp_ratio={self.channel_mlp_ratio!r} is not allowed: a number > 0, or 0 for none"
+                f"channel_mlp_ratio={ratio!r} is not allowed: a number > 0, or 0 for none "
+                f"(dim x ratio under 2^31)"
             )
         if not isinstance(self.mixer, MixerCfg):
             raise ConfigError(f"mixer={self.mixer!r} is not allowed: a MixerCfg")

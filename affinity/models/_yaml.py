@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from affinity._io import atomic_write_text
-from affinity.errors import ConfigError, yaml_problem
+from affinity.errors import ConfigError
 from affinity.models._schema import ModelCfg
 
 
@@ -27,7 +27,7 @@ def load_model_config(path: str | Path) -> ModelCfg:
         ConfigError: the file is missing, not YAML, or holds an unknown/invalid field (the
             message starts with the key path, e.g. ``model.stages[2].mixer...``).
     """
-    import yaml
+    from affinity._documents import load_yaml
 
     path = Path(path)
     if not path.is_file():
@@ -35,9 +35,10 @@ def load_model_config(path: str | Path) -> ModelCfg:
             f"model config {str(path)!r} is not a file: give a registered model name or a YAML path"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"model config {str(path)!r} is not valid YAML: {yaml_problem(exc)}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"model config {str(path)!r} cannot be read: {exc}") from None
+    data = load_yaml(text, f"model config {str(path)!r}", ConfigError)
     if isinstance(data, Mapping) and "model" in data:
         # the keys beside ``model`` are run settings, read and checked by affinity.train.runfile
         data = data["model"]

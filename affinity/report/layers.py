@@ -326,7 +326,7 @@ def load_model(
 
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             data = None  # resolve_model_config reports the YAML error with its path
         if isinstance(data, Mapping) and isinstance(data.get("img_size"), int):
             img_size = data["img_size"]

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from affinity.errors import SpaceError, closest, yaml_problem
+from affinity.errors import SpaceError, closest
 
 if TYPE_CHECKING:
     from affinity.search._schema import Space
@@ -56,8 +56,7 @@ def resolve_space_path(name: str | Path) -> Path:
 
 def load_space(name: str | Path) -> Space:
     """Read, parse and validate a space file (a path, or a shipped space's name)."""
-    import yaml
-
+    from affinity._documents import load_yaml
     from affinity.search._parse import parse_space
 
     path = resolve_space_path(name)
@@ -65,10 +64,7 @@ def load_space(name: str | Path) -> Space:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"{path}: cannot be read: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+    raw = load_yaml(text, str(path), SpaceError)
     if raw is None:
         raise SpaceError(f"{path}: the file is empty; allowed: a mapping with a model section")
     return parse_space(raw, source=str(path), default_name=path.stem)

@@ -21,7 +21,9 @@ def show(value: Any) -> str:
 def unknown_key(key: Any, path: str, allowed: tuple[str, ...] | list[str]) -> SpaceError:
     near = closest(str(key), allowed)
     hint = f" (did you mean {', '.join(near)}?)" if near else ""
-    where = f"{path}.{key}" if path else str(key)
+    # a key with a line break or a control character is shown quoted: the message stays one line
+    name = key if isinstance(key, str) and key.isprintable() and key.strip() else show(key)
+    where = f"{path}.{name}" if path else name
     return SpaceError(f"{where}: unknown key{hint}; allowed: {', '.join(allowed)}")
 
 

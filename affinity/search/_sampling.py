@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from affinity.search._schema import STAGE_LEAVES, MixerSpec, Named, Ref, leaf_name
 from affinity.search.kinds import Geometry, Kind, build_mixer, parse_kind, takes_connection
-from affinity.search.params import Choice, grid_values, is_param, suggest
+from affinity.search.params import Choice, Param, grid_values, is_param, suggest
 
 if TYPE_CHECKING:
     from affinity.search._schema import Space
@@ -78,12 +78,16 @@ def _sample_mixer(trial: Any, spec: MixerSpec) -> tuple[tuple[Kind, ...], dict[s
 
 def distributions(space: Space) -> dict[str, list[Any] | None]:
     """``Space.distributions``: every parameter name with its values (None: continuous)."""
-    out: dict[str, list[Any] | None] = {}
+    return {name: grid_values(value) for name, value in parameters(space).items()}
+
+
+def parameters(space: Space) -> dict[str, Param]:
+    """Every searched leaf of the space under the name Optuna samples it by."""
+    out: dict[str, Param] = {}
     for k, v in space.model_fields.items():
         if is_param(v):
-            out[f"model.{k}"] = grid_values(v)
-    for path, choice in space.lists.items():
-        out[path] = choice.labels()
+            out[f"model.{k}"] = v
+    out.update(space.lists)
     seen: set[str] = set()
     for st in space.stages:
         prefix = f"model.stages[{st.index}]"
@@ -93,14 +97,14 @@ def distributions(space: Space) -> dict[str, list[Any] | None]:
             if isinstance(value, Named):
                 value = value.value
             if is_param(value):
-                out[name] = grid_values(value)
+                out[name] = value
         for spec in (st.mixer, st.pos_mixer):
             if spec is None or spec.path in seen:
                 continue
             seen.add(spec.path)
             if isinstance(spec.kind, Choice):
-                out[f"{spec.path}.kind"] = spec.kind.labels()
+                out[f"{spec.path}.kind"] = spec.kind
             for key, value in spec.params.items():
                 if is_param(value):
-                    out[f"{spec.path}.{key}"] = grid_values(value)
+                    out[f"{spec.path}.{key}"] = value
     return out

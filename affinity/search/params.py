@@ -27,6 +27,7 @@ __all__ = [
     "Param",
     "Value",
     "candidates",
+    "distribution",
     "is_param",
     "parse_value",
     "suggest",
@@ -34,6 +35,8 @@ __all__ = [
 
 #: Past this many values an int range is not enumerated (dry checks use its ends and middle).
 ENUMERATE_LIMIT = 64
+#: Past this many values a range is searched as a continuum, never listed (grids, --check)
+GRID_LIMIT = 100_000
 
 
 def _fmt(value: Any) -> str:
@@ -68,6 +71,10 @@ class IntRange:
 
     def values(self) -> list[int]:
         return list(range(self.lo, self.hi + 1, self.step))
+
+    def count(self) -> int:
+        """How many values, without listing them ({int: [1, 1e12]} is a valid range)."""
+        return (self.hi - self.lo) // self.step + 1
 
 
 @dataclass(frozen=True)
@@ -174,26 +181,39 @@ def suggest(trial: Any, name: str, value: Value) -> Any:
     return value
 
 
+def distribution(value: Param) -> Any:
+    """The Optuna distribution ``suggest`` samples ``value`` from (what a study records)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if isinstance(value, Choice):
+        return CategoricalDistribution(value.labels())
+    if isinstance(value, IntRange):
+        return IntDistribution(value.lo, value.hi, log=value.log, step=value.step)
+    return FloatDistribution(value.lo, value.hi, log=value.log, step=value.step)
+
+
 def candidates(value: Value) -> list[Any]:
     """The values a leaf can take, for dry checks: every one where few, else ends and middle."""
     if isinstance(value, Choice):
         return list(value.values)
     if isinstance(value, IntRange):
-        vals = value.values()
-        if len(vals) <= ENUMERATE_LIMIT:
-            return vals
-        return sorted({vals[0], vals[len(vals) // 2], vals[-1]})
+        n = value.count()
+        if n <= ENUMERATE_LIMIT:
+            return value.values()
+        last = value.lo + (n - 1) * value.step
+        return sorted({value.lo, value.lo + (n // 2) * value.step, last})
     if isinstance(value, FloatRange):
         return sorted({value.lo, (value.lo + value.hi) / 2, value.hi})
     return [value]
 
 
 def grid_values(value: Value) -> list[Any] | None:
-    """Every value of a discrete leaf as Optuna stores it (for the grid sampler); None if float."""
+    """Every value of a discrete leaf as Optuna stores it (for the grid sampler); None for a
+    float range without a step, or a range of more than ``GRID_LIMIT`` values."""
     if isinstance(value, Choice):
         return value.labels()
     if isinstance(value, IntRange):
-        return value.values()
+        return value.values() if value.count() <= GRID_LIMIT else None
     if isinstance(value, FloatRange):
         if value.step is None:
             return None

@@ -83,52 +83,22 @@ def directions(objective: str) -> list[str]:
     return ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
 
 
-def space_model(space: Space) -> dict[str, Any] | None:
-    """The ``model:`` section of the space's file as written (what the study searches), or
-    None for a space not read from a file."""
-    import yaml
-
-    if not space.source or not Path(space.source).is_file():
-        return None
-    doc = yaml.safe_load(Path(space.source).read_text(encoding="utf-8"))
-    model = doc.get("model") if isinstance(doc, dict) else None
-    return model if isinstance(model, dict) else None
-
-
-def _leaves(doc: Any, prefix: str) -> dict[str, Any]:
-    if isinstance(doc, dict) and doc:
-        out: dict[str, Any] = {}
-        for key, value in doc.items():
-            out.update(_leaves(value, f"{prefix}.{key}"))
-        return out
-    return {prefix: doc}
-
-
-def space_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """One ``key.path: old -> new`` line per leaf that differs (``(none)`` where absent)."""
-    a, b = _leaves(old, "model"), _leaves(new, "model")
-    missing = "(none)"
-    return [
-        f"{key}: {a.get(key, missing)!r} -> {b.get(key, missing)!r}".replace("'(none)'", missing)
-        for key in sorted(set(a) | set(b), key=lambda k: (k not in a, k))
-        if a.get(key, missing) != b.get(key, missing)
-    ]
-
-
-def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) -> optuna.Study:
+def create_or_resume(
+    name: str, storage: Any, space: Space, settings: Settings, *, allow_space_change: bool = False
+) -> optuna.Study:
     """Create the study, or load it when it exists and was run with the same objectives,
-    training settings and space (a different budget or dataset would make accuracies
-    incomparable; a different space would change what the study's trials mean). A worker
-    joining from another machine goes through the same checks."""
+    training settings (a different budget or dataset would make accuracies incomparable) and
+    space (see ``space_change``; ``allow_space_change``: what Optuna can take)."""
     import optuna
 
+    from affinity.search.space_change import check_space_change, model_document
+
     wanted: list[Any] = directions(settings.objective)
-    model = space_model(space)
     meta = {
         "objective": settings.objective,
         "training": settings.training(),
         "space": space.name,
-        "model": model,
+        "model": model_document(space),
     }
     if name in study_names(storage):
         study = optuna.load_study(study_name=name, storage=storage)
@@ -153,14 +123,9 @@ def create_or_resume(name: str, storage: Any, space: Space, settings: Settings) 
                     f"study {name!r} was trained with other settings ({'; '.join(diff)}); its accuracies "
                     "would not compare. Allowed: the same settings, or a new --study NAME"
                 )
-        if stored_meta.get("model") is not None and model is not None:
-            lines = space_differences(stored_meta["model"], model)
-            if lines:
-                raise StudyError(
-                    f"study {name!r} searches another space than {space.source} ({len(lines)} "
-                    "difference(s), study -> file); allowed: the study's own space (results/"
-                    f"{name}/space.yaml), or a new --study NAME\n  " + "\n  ".join(lines)
-                )
+        document = check_space_change(study, space, allow=allow_space_change)
+        if document is not None:
+            study.set_user_attr("affinity", {**study.user_attrs.get("affinity", {}), "model": document})
         return study
     study = optuna.create_study(study_name=name, storage=storage, directions=wanted, load_if_exists=True)
     study.set_user_attr("affinity", meta)
@@ -187,8 +152,9 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
     for name, values in space.distributions().items():
         if values is None:
             raise SpaceError(
-                f"{name}: a float range without a step; allowed with --sampler grid: choices, int ranges "
-                "or float ranges with a step (or use tpe, nsga2, random, qmc)"
+                f"{name}: a float range without a step, or a range of over 100000 values; allowed with "
+                "--sampler grid: choices, int ranges or float ranges with a step (or use tpe, nsga2, "
+                "random, qmc)"
             )
         grid[name] = values
     return grid

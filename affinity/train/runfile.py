@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity._io import atomic_write_text
-from affinity.errors import ConfigError, yaml_problem
+from affinity.errors import ConfigError
 from affinity.train.config import BUDGET_KEYS, DATA_RULES, check_value
 
 if TYPE_CHECKING:
@@ -105,19 +105,17 @@ def load_run_config(path: str | Path, *, need_model: bool = True) -> RunConfig:
         ConfigError: the file is missing, not YAML, an unknown key (with the closest names),
             or a value its rule refuses; the message starts with the file and key path.
     """
-    import yaml
-
+    from affinity._documents import load_yaml
     from affinity.models.config import ModelCfg
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file (a YAML file of run settings)")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not readable ({exc})") from None
+    doc = load_yaml(text, str(path), ConfigError)
     if not isinstance(doc, Mapping) or (need_model and not doc):
         raise ConfigError(f"{path}: {doc!r} is not allowed; allowed: a mapping with a model section")
     if "model" not in doc and need_model:

@@ -33,6 +33,12 @@ def test_compare_writes_one_png_and_names_the_sizes() -> None:
         (["show", "--compare", "axial_shift", "--query", "99,0"], "--query"),
         (["show", "--compare", "axial_shfit"], "axial_shift"),
         (["show", "--compare", "axial_shift:shift_size=4"], "shift_size"),
+        # issue 16.4: was a TypeError traceback; the affinity's declaration names the allowed
+        (
+            ["show", "--compare", "dwconv,axial_shift:dilaton=2"],
+            "dilaton=2 is not a parameter of affinity 'axial_shift': "
+            "allowed shift_size, dilation, padding, axis",
+        ),
         (["show"], "MODEL"),
     ],
 )
