@@ -93,6 +93,7 @@ def command(
     factory = _timm_factory(img_size) if compare_timm else None
     dev = resolve_device(device)
     rows: list[dict[str, Any]] = []
+    path = Path(out) / "benchmarks" / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     for name in models:
         for size in batch_sizes:
             if not quiet:
@@ -113,12 +114,12 @@ def command(
                 timm_factory=factory,
             )
             rows.append(result.row())
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = Path(out) / "benchmarks" / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.csv"
-    atomic_write_text(path, buf.getvalue())
+            # rewritten after every result, so an interrupted run keeps what it measured
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(path, buf.getvalue())
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
