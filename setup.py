@@ -44,9 +44,10 @@ setup(
     extras_require={
         # .safetensors checkpoints (affinity/checkpoints/io.py names this extra in its error)
         "weights": ["safetensors>=0.4"],
-        # tests/checkpoints/test_timm.py compares against timm's own models when it is installed
-        # (timm requires torchvision, whose wheels may not load beside a CPU torch build: the
-        # tests then use a stand-in, tests/checkpoints/timm_import.py; `--no-deps` suffices)
+        # tests/checkpoints/test_timm.py and `affinity benchmark --compare-timm` compare against
+        # timm's own models when it is installed (timm requires torchvision, whose wheels may not
+        # load beside a CPU torch build: both then use a stand-in, affinity/_timm.py; `--no-deps`
+        # suffices)
         "timm": ["timm>=0.9"],
         # the checkpoint tests write and read .safetensors files
         "test": ["pytest>=7", "safetensors>=0.4"],

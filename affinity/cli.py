@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("affinity.commands.show", "Draw the affinities (receptive fields, learned weights)."),
     "affinities": ("affinity.commands.affinities", "List registered affinities and their papers."),
     "export": ("affinity.commands.export", "Export a model to ONNX or TorchScript and check it."),
+    "benchmark": ("affinity.commands.benchmark", "img/s, memory and GEMM fraction of models (vs timm)."),
 }
 
 

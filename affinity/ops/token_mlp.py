@@ -110,7 +110,11 @@ class TokenMLP(Affinity):
                 grouped = flat.reshape(b, s, g, self.in_tokens)
             else:
                 grouped = flat.reshape(b, g, s, self.in_tokens).transpose(1, 2)
-            out = grouped @ self.weight.transpose(1, 2)  # (B, S, C/S, N_out)
+            # one (B·C/S, N_in) @ (N_in, N_out) product per set: a (B, S, ...) @ (S, ...) product
+            # would broadcast, i.e. copy, the S weight matrices B times
+            rows = grouped.transpose(0, 1).reshape(s, b * g, self.in_tokens)
+            out = torch.bmm(rows, self.weight.transpose(1, 2))  # (S, B·C/S, N_out)
+            out = out.reshape(s, b, g, self.out_tokens).transpose(0, 1)  # (B, S, C/S, N_out)
             if self.bias is not None:
                 out = out + self.bias[:, None, :]
             if self.share_layout == "interleaved":

@@ -1,0 +1,162 @@
+"""``affinity benchmark MODEL...``: img/s, ms/step, peak memory, GMACs and the fraction of a
+2048² fp32 GEMM's rate each model reaches, measured side by side in one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from affinity.commands._options import device_option, format_option, out_option, quiet_option
+
+#: columns of the table (the CSV and JSON carry every field)
+_TABLE = (
+    ("model", "model", "{}"),
+    ("batch_size", "batch", "{}"),
+    ("ms_per_step", "ms/step", "{:.1f}"),
+    ("img_per_s", "img/s", "{:.1f}"),
+    ("gmacs", "GMACs/img", "{:.3f}"),
+    ("gemm_fraction", "of GEMM", "{:.2f}"),
+    ("peak_memory_mb", "peak MiB", "{:.0f}"),
+    ("timm_ratio", "÷ timm", "{:.2f}"),
+)
+
+
+@click.command("benchmark")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option(
+    "--batch-size",
+    "batch_sizes",
+    type=int,
+    multiple=True,
+    default=(8,),
+    show_default=True,
+    help="Repeatable.",
+)
+@click.option("--img-size", type=int, default=224, show_default=True, help="Input side (square).")
+@click.option("--mode", type=click.Choice(["infer", "train"]), default="infer", show_default=True)
+@device_option
+@click.option("--amp", is_flag=True, help="Autocast (bfloat16 on the CPU, float16 on CUDA).")
+@click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (and timm's).")
+@click.option("--compare-timm", is_flag=True, help="Also time timm's model in the same run (needs timm).")
+@click.option("--repeats", type=int, default=10, show_default=True, help="Interleaved timed repetitions.")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
+@format_option
+@out_option("Results root; the CSV goes to OUT/benchmarks/.")
+@quiet_option
+def command(
+    models: tuple[str, ...],
+    batch_sizes: tuple[int, ...],
+    img_size: int,
+    mode: str,
+    device: str,
+    amp: bool,
+    channels_last: bool,
+    compiled: bool,
+    compare_timm: bool,
+    repeats: int,
+    threads: int | None,
+    fmt: str,
+    out: str,
+    quiet: bool,
+) -> None:
+    """Time each MODEL at each batch size beside a 2048² fp32 GEMM on the same device, in
+    interleaved repetitions (medians), and report img/s, ms/step, peak memory, GMACs (fvcore,
+    one image) and the model's multiply-adds per second as a fraction of the GEMM's. With
+    --compare-timm, timm's counterpart is timed in the same repetitions and the ratio (ours ÷
+    timm's time) reported. Writes OUT/benchmarks/benchmark-<time>.csv.
+    """
+    import csv
+    import io
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    from affinity._io import atomic_write_text
+    from affinity.benchmark import TIMM_NAMES, benchmark
+    from affinity.commands._options import resolve_device
+    from affinity.errors import ConfigError, check_int
+    from affinity.models import resolve_model_config
+
+    for name in models:
+        resolve_model_config(name)  # unknown names fail here, before any timing
+        if compare_timm and name not in TIMM_NAMES:
+            raise ConfigError(f"model={name!r} has no timm counterpart (allowed: {', '.join(TIMM_NAMES)})")
+    for size in batch_sizes:
+        check_int("batch_size", size, 1)
+    check_int("img_size", img_size, 1)
+    check_int("repeats", repeats, 1)
+    if threads is not None:
+        check_int("threads", threads, 1)
+    factory = _timm_factory(img_size) if compare_timm else None
+    dev = resolve_device(device)
+    rows: list[dict[str, Any]] = []
+    path = Path(out) / "benchmarks" / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+    for name in models:
+        for size in batch_sizes:
+            if not quiet:
+                stamp = time.strftime("%H:%M:%S")
+                print(f"{stamp} benchmark {name} batch {size} on {dev}", file=sys.stderr, flush=True)
+            result = benchmark(
+                name,
+                batch_size=size,
+                img_size=img_size,
+                mode=mode,
+                device=dev,
+                amp=amp,
+                channels_last=channels_last,
+                compiled=compiled,
+                compare_timm=compare_timm,
+                repeats=repeats,
+                threads=threads,
+                timm_factory=factory,
+            )
+            rows.append(result.row())
+            # rewritten after every result, so an interrupted run keeps what it measured
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(path, buf.getvalue())
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        click.echo(buf.getvalue(), nl=False)
+    else:
+        _print_table(rows)
+    if not quiet:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _timm_factory(img_size: int) -> Any:
+    """timm's model constructor at ``img_size``; a ConfigError when timm is not installed."""
+    from affinity._timm import import_timm
+    from affinity.errors import ConfigError
+
+    timm = import_timm()
+    if timm is None:
+        raise ConfigError("--compare-timm needs timm: pip install 'affinity[timm]'")
+
+    def build(name: str) -> Any:
+        return timm.create_model(name, pretrained=False, img_size=img_size)
+
+    return build
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    first = rows[0]
+    table = Table(
+        title=f"{first['mode']} on {first['device']}, {first['threads']} threads, "
+        f"GEMM {first['gemm_gmacs_per_s']:.1f} GMAC/s, load {first['load_avg']:.1f}",
+        caption=f"peak memory: {first['memory_source']}; medians of {first['repeats']} interleaved runs",
+    )
+    for _, header, _ in _TABLE:
+        table.add_column(header, justify="left" if header == "model" else "right")
+    for row in rows:
+        table.add_row(*("–" if row[key] is None else spec.format(row[key]) for key, _, spec in _TABLE))
+    Console().print(table)

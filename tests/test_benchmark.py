@@ -1,0 +1,118 @@
+"""``affinity benchmark``: the figures it reports agree with each other and with
+``affinity.flops`` (no timing is asserted: timings are the benchmark's output, not a test)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from affinity.benchmark import benchmark
+from affinity.cli import main
+from affinity.flops import count_flops
+from affinity.models import create_model
+from tests.checkpoints.timm_import import import_timm
+
+MODEL, SIZE = "resmlp_s12", 32
+
+
+def _macs(name: str = MODEL, img_size: int = SIZE) -> int:
+    model = create_model(name, img_size=img_size)
+    return count_flops(model, torch.randn(1, model.in_chans, img_size, img_size)).total
+
+
+def _consistent(row: dict, batch: int) -> None:
+    assert float(row["gmacs"]) == pytest.approx(_macs() / 1e9, rel=1e-12)
+    ms, ips = float(row["ms_per_step"]), float(row["img_per_s"])
+    assert ips == pytest.approx(int(batch) * 1000.0 / ms, rel=1e-9)
+    rate = float(row["gemm_gmacs_per_s"]) * 1e9
+    assert float(row["gemm_fraction"]) == pytest.approx(
+        float(row["gmacs"]) * 1e9 * batch / (ms / 1e3) / rate, rel=1e-9
+    )
+    assert float(row["peak_memory_mb"]) > 0
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_library_figures_agree(mode: str) -> None:
+    result = benchmark(MODEL, batch_size=2, img_size=SIZE, mode=mode, repeats=1, warmup=0, threads=1)
+    factor = 3 if mode == "train" else 1
+    assert result.gmacs == pytest.approx(_macs() / 1e9, rel=1e-12)
+    assert result.img_per_s == pytest.approx(2000.0 / result.ms_per_step, rel=1e-9)
+    expected = result.gmacs * 2 * factor / (result.ms_per_step / 1e3) / result.gemm_gmacs_per_s
+    assert result.gemm_fraction == pytest.approx(expected, rel=1e-9)
+    assert result.threads == 1 and result.timm_ratio is None
+
+
+def test_cli_json_and_csv_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["benchmark", MODEL, "--img-size", str(SIZE), "--batch-size", "1", "--batch-size", "2"]
+    main([*argv, "--repeats", "1", "--threads", "1", "--format", "json", "--out", str(tmp_path), "-q"])
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["batch_size"] for r in rows] == [1, 2]
+    for row in rows:
+        _consistent(row, row["batch_size"])
+    (written,) = (tmp_path / "benchmarks").glob("benchmark-*.csv")
+    from_file = list(csv.DictReader(io.StringIO(written.read_text())))
+    assert [float(r["gmacs"]) for r in from_file] == [r["gmacs"] for r in rows]
+
+
+def test_cli_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(
+        [
+            "benchmark",
+            MODEL,
+            "--img-size",
+            str(SIZE),
+            "--repeats",
+            "1",
+            "--format",
+            "csv",
+            "--out",
+            str(tmp_path),
+            "-q",
+        ]
+    )
+    (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["model"] == MODEL and row["batch_size"] == "8"
+    _consistent(row, 8)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["no_such_model"], "no_such_model"),
+        ([MODEL, "--batch-size", "0"], "batch_size"),
+        (["as_mlp_t", "--compare-timm"], "timm"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    args: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["benchmark", *args, "--out", str(tmp_path), "-q"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "benchmarks").exists()
+
+
+@pytest.mark.skipif(import_timm() is None, reason="timm is not installed (pip install 'affinity[timm]')")
+def test_compare_timm_reports_the_ratio() -> None:
+    from affinity.commands.benchmark import _timm_factory
+
+    result = benchmark(
+        MODEL,
+        batch_size=1,
+        img_size=SIZE,
+        repeats=1,
+        warmup=0,
+        threads=1,
+        compare_timm=True,
+        timm_factory=_timm_factory(SIZE),
+    )
+    assert result.timm_model == "resmlp_12_224"
+    assert result.timm_ms_per_step is not None and result.timm_ratio is not None
+    assert result.timm_ratio == pytest.approx(result.ms_per_step / result.timm_ms_per_step, rel=1e-9)
