@@ -5,7 +5,6 @@ with exactly n_trials; leaderboard.csv and front/*.yaml are whole files at every
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import yaml
 from affinity.models.config import load_model_config
 from affinity.search.leaderboard import COLUMNS
 from affinity.search.study import counted, default_storage_path, open_storage
+from tests.search._freeze import kill_if
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -93,14 +93,19 @@ def test_sigkill_of_the_whole_search_then_resume() -> None:
     proc = subprocess.Popen(_cmd(), env=_env(), stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     killed = None
-    while time.monotonic() < deadline and proc.poll() is None:
+
+    def running_after_two() -> list[optuna.trial.FrozenTrial] | None:
         study = _study()
-        if study is not None:
-            trials = study.get_trials(deepcopy=False)
-            running = [t for t in trials if t.state.name == "RUNNING"]
-            if counted(trials)[0] >= 2 and running:
-                os.killpg(proc.pid, signal.SIGKILL)  # the command and both workers, mid-trial
-                killed = running
+        if study is None:
+            return None
+        trials = study.get_trials(deepcopy=False)
+        running = [t for t in trials if t.state.name == "RUNNING"]
+        return running if counted(trials)[0] >= 2 and running else None
+
+    while time.monotonic() < deadline and proc.poll() is None:
+        if running_after_two():  # likely: now make sure, with the command and both workers stopped
+            killed = kill_if(proc.pid, running_after_two, group=True)
+            if killed:
                 break
         time.sleep(0.2)
     proc.wait(timeout=60)

@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from affinity.cli import cli, main
 from affinity.search.space import resolve_space_path
 from affinity.search.study import counted, reap_stale
+from tests.search._freeze import kill_if
 from tests.search.pg_server import HOW_TO_GET, PASSWORD, PostgresServer, find_bindir
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,22 +122,25 @@ def test_sigkilled_worker_is_reaped_by_heartbeat_and_its_trial_rerun(pg_url: str
                          env=_env(AFFINITY_HOST="machine-a"), stderr=subprocess.PIPE, text=True)  # fmt: skip
     b = subprocess.Popen(_cmd("--n-trials", "12", "--storage", pg_url, "--out", "b"),
                          env=_env(AFFINITY_HOST="machine-b"), stderr=subprocess.PIPE, text=True)  # fmt: skip
-    victim = None
-    deadline = time.monotonic() + 240
-    while victim is None and time.monotonic() < deadline:
+
+    def running_on_b() -> optuna.trial.FrozenTrial | None:
         try:
             study = _study(pg_url, "tiny")
+            trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         except KeyError:  # not created yet
-            time.sleep(0.1)
-            continue
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            if t.user_attrs.get("host") == "machine-b" and t.number >= 2:
-                # machine b's only worker, in the middle of a trial: no worker is left on its
-                # machine to see the PID gone, so only its heartbeat can tell
-                os.kill(b.pid, signal.SIGKILL)
-                victim = t
-                break
-        time.sleep(0.05)
+            return None
+        # machine b's only worker, in the middle of a trial: no worker is left on its machine
+        # to see the PID gone, so only its heartbeat can tell
+        return next((t for t in trials if t.user_attrs.get("host") == "machine-b" and t.number >= 2), None)
+
+    victim = None
+    deadline = time.monotonic() + 240
+    while victim is None and time.monotonic() < deadline and b.poll() is None:
+        if running_on_b() is not None:  # likely: now make sure, with b stopped
+            victim = kill_if(b.pid, running_on_b)
+        else:
+            time.sleep(0.05)
+    assert victim is not None, "machine b never seen in the middle of a trial"
     (code_a, err_a), (code_b, _) = _finish(a, b)
     assert code_a == 0 and "Traceback" not in err_a, err_a
     assert code_b == -signal.SIGKILL
