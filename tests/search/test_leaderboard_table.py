@@ -106,8 +106,8 @@ def test_duplicates_shown_once_unless_asked(stored: Path) -> None:
         assert res.exit_code == 0, res.output
         return res.output
 
-    assert [r["number"] for r in json.loads(run("--format", "json"))] == [0, 1, 5]
-    assert [r["number"] for r in json.loads(run("--format", "json", "--with-duplicates"))] == [
+    assert [r["number"] for r in json.loads(run("--format", "json"))["trials"]] == [0, 1, 5]
+    assert [r["number"] for r in json.loads(run("--format", "json", "--with-duplicates"))["trials"]] == [
         0,
         1,
         2,
@@ -115,7 +115,7 @@ def test_duplicates_shown_once_unless_asked(stored: Path) -> None:
         4,
         5,
     ]
-    top = json.loads(run("--format", "json", "--top", "2", "--sort", "gflops"))
+    top = json.loads(run("--format", "json", "--top", "2", "--sort", "gflops"))["trials"]
     assert [r["number"] for r in top] == [1, 5]  # before: 1 and its copy 2
     csv = pd.read_csv(__import__("io").StringIO(run("--format", "csv")))
     assert list(csv["number"]) == [0, 1, 2, 3, 4, 5]  # the CSV keeps every trial
