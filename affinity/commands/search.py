@@ -90,7 +90,7 @@ def command(
     from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
-    from affinity.search.study import grid_size
+    from affinity.search.study import distinct_configurations, grid_size
 
     quiet_optuna()
     if threads is not None and threads < 1:
@@ -106,6 +106,13 @@ def command(
         if size < target:
             notes.append(f"the grid has {size} points: n_trials {target} -> {size}")
             target = size
+    distinct = distinct_configurations(space, settings.img_size, limit=target)
+    if distinct is not None and distinct < target:
+        notes.append(
+            f"the space holds {distinct} distinct configurations (equivalent ones merged): "
+            f"n_trials {target} -> {distinct}"
+        )
+        target = distinct
     name = check_name("--study", study or space.name, StudyError)
     console = make_console()
     if check:
@@ -127,7 +134,7 @@ def command(
     from affinity.search.render import FRONT, leaderboard_table
     from affinity.search.runner import RunSpec, run_search
     from affinity.search.storages import DEFAULT_HEARTBEAT, default_storage_path, open_storage
-    from affinity.search.study import counted, create_or_resume
+    from affinity.search.study import MAX_CONSECUTIVE_DUPLICATES, counted, create_or_resume
 
     folder = Path(out) / name
     check_writable(folder)
@@ -156,9 +163,30 @@ def command(
     # the trials are in the study's storage: a leaderboard that cannot be written is printed
     with printed_if_unwritten(folder, lambda: build_leaderboard(st).to_csv(index=False)):
         _save_space(space, folder)
-        _, board, _summary = run_search(spec, n_jobs=n_jobs, progress=progress_mode(quiet))
+        _, board, summary = run_search(spec, n_jobs=n_jobs, progress=progress_mode(quiet))
     if quiet:
         return
+    console.print(
+        f"{summary.done} distinct configurations evaluated (n_trials {target}); "
+        f"{summary.duplicates} duplicate proposals reused an earlier result and did not count",
+        highlight=False,
+    )
+    if settings.objective == "pareto":
+        from affinity.search.hypervolume import REF_MARGIN, study_hypervolume
+
+        hv, ref = study_hypervolume(board)
+        if ref is not None:
+            console.print(
+                f"hypervolume {hv:.5g} (reference point: val_acc 0, {ref:.4g} GFLOPs = "
+                f"{REF_MARGIN} x the largest GFLOPs costed)",
+                highlight=False,
+            )
+    if summary.done < target:
+        console.print(
+            f"stopped early: the sampler proposed {MAX_CONSECUTIVE_DUPLICATES} already-evaluated "
+            "configurations in a row (the space is nearly exhausted for it)",
+            highlight=False,
+        )
     front = board[board["number"].isin(front_numbers(board))]
     console.print(leaderboard_table(front, f"Pareto front of {name} (max val_acc, min GFLOPs)", main=FRONT))
     console.print(f"leaderboard: {folder / 'leaderboard.csv'} ({len(board)} trials)", highlight=False)

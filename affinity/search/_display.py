@@ -25,6 +25,7 @@ class Summary:
     running: int = 0
     best_acc: float | None = None
     front: int = 0
+    duplicates: int = 0
     started: float = field(default_factory=time.monotonic)
     current: str = ""
 
@@ -37,10 +38,11 @@ class Summary:
 
 def summarise(study: optuna.Study, summary: Summary) -> None:
     from affinity.search.leaderboard import build_leaderboard
-    from affinity.search.study import counted
+    from affinity.search.study import counted, duplicates
 
     trials = study.get_trials(deepcopy=False)
     summary.done, summary.running = counted(trials)
+    summary.duplicates = duplicates(trials)
     board = build_leaderboard(study)
     accs = board.loc[board["state"] == "COMPLETE", "val_acc"].dropna()
     summary.best_acc = float(accs.max()) if len(accs) else None
@@ -96,7 +98,8 @@ class Display:
         text = Text()
         text.append(f"{self.name}: ", style="bold")
         text.append(f"trial {min(s.done + 1, s.target)} of {s.target}")
-        text.append(f" · best acc {best} · front {s.front} · elapsed {_hms(elapsed)}")
+        text.append(f" · best acc {best} · front {s.front} · duplicates {s.duplicates}")
+        text.append(f" · elapsed {_hms(elapsed)}")
         text.append(f" · remaining {'~' + _hms(rem) if rem is not None else '-'}")
         if s.running > 1:
             text.append(f" · {s.running} running")

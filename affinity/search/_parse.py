@@ -8,6 +8,7 @@ is a ``SpaceError`` whose message starts with the key path. The whole-space chec
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from affinity.search._schema import (
 )
 from affinity.search.kinds import MIXER_PARAMS, Kind, kinds, takes_connection
 from affinity.search.params import Choice, FloatRange, IntRange, Value, candidates, is_param, parse_value
-from affinity.search.settings import SECTION_KEYS, TOP_KEYS, Settings, parse_settings
+from affinity.search.settings import SECTION_KEYS, TOP_KEYS, Settings, check_enqueue, parse_settings
 
 _TOP_KEYS = ("name", "description", *TOP_KEYS, *SECTION_KEYS, "model")
 _MODEL_KEYS = ("family", "dims", "depths", *STAGE_FIELDS, "stages", *MODEL_FIELDS)
@@ -50,6 +51,9 @@ def parse_space(raw: Any, *, source: str = "", default_name: str = "space") -> S
     if "model" not in doc:
         raise SpaceError("model: missing; allowed: a mapping with family, dims, depths and mixer")
     space = _parse_model(mapping(doc["model"], "model"), name, description, source, settings)
+    if settings.enqueue:
+        known = check_enqueue(settings.enqueue, space.distributions())
+        space = dataclasses.replace(space, settings=dataclasses.replace(settings, enqueue=known))
     check_space(space)
     return space
 

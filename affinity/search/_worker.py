@@ -197,8 +197,9 @@ def worker_loop(
     on_start: Callable[[int], None] | None = None,
     on_phase: PhaseHook | None = None,
 ) -> int:
-    """Ask, evaluate and tell until the study holds ``spec.target`` trials; returns how many
-    trials this worker ran.
+    """Ask, evaluate and tell until the study holds ``spec.target`` counted trials (duplicate
+    proposals do not count), or until ``MAX_CONSECUTIVE_DUPLICATES`` proposals in a row were
+    duplicates; returns how many trials this worker ran.
 
     Ctrl-C (``KeyboardInterrupt``) at any point leaves no trial RUNNING: a trial asked and
     not told is recorded FAIL/interrupted and its configuration queued to run again; then
@@ -226,7 +227,7 @@ def _loop(
     from affinity.data import load_dataset
     from affinity.search._storage import heartbeat, reset_session, same_storage
     from affinity.search.storages import retrying
-    from affinity.search.study import make_pruner, make_sampler, requeue
+    from affinity.search.study import MAX_CONSECUTIVE_DUPLICATES, make_pruner, make_sampler, requeue
 
     quiet_optuna()
     torch.set_num_threads(spec.threads)
@@ -243,6 +244,7 @@ def _loop(
         reset_session(study)
 
     ran = 0
+    streak = 0  # duplicate proposals in a row
     with Interrupts() as interrupts:
         while True:
             trial: optuna.Trial | None = None
@@ -304,4 +306,7 @@ def _loop(
             if on_trial is not None:
                 on_trial(study)
             interrupts.raise_pending()
+            streak = streak + 1 if outcome.attrs.get("status") == "duplicate" else 0
+            if streak >= MAX_CONSECUTIVE_DUPLICATES:
+                break
     return ran

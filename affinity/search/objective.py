@@ -178,6 +178,8 @@ def evaluate(
         copied = {k: earlier.user_attrs[k] for k in RESULT_ATTRS if k in earlier.user_attrs}
         copied.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=copied.get("status"))
         values = list(earlier.values) if earlier.values is not None else None
+        for key, value in earlier.constraints.items():
+            trial.set_constraint(key, value)
         return Outcome(earlier.state.name, values, copied)
 
     phase("build")
@@ -194,10 +196,17 @@ def evaluate(
     params_m = count_params(model) / 1e6
     attrs: dict[str, Any] = {"gflops": gflops, "params_m": params_m}
     over = []
-    if settings.max_gflops is not None and gflops > settings.max_gflops:
-        over.append(f"{gflops:.4g} GFLOPs > max_gflops {settings.max_gflops:g}")
-    if settings.max_params is not None and params_m > settings.max_params:
-        over.append(f"{params_m:.4g} M params > max_params {settings.max_params:g}")
+    # recorded as Optuna constraints (feasible <= 0) so TPE and NSGA-II model the infeasible
+    # region instead of seeing a generic pruned trial
+    for key, value, limit, unit in (
+        ("max_gflops", gflops, settings.max_gflops, "GFLOPs"),
+        ("max_params", params_m, settings.max_params, "M params"),
+    ):
+        if limit is None:
+            continue
+        trial.set_constraint(key, value - limit)
+        if value > limit:
+            over.append(f"{value:.4g} {unit} > {key} {limit:g}")
     if over:
         return Outcome("PRUNED", attrs={**attrs, "status": "over_budget", "reason": "; ".join(over)})
     for key, value in attrs.items():

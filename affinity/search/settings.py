@@ -26,6 +26,7 @@ __all__ = [
     "SAMPLERS",
     "TRIAL_DEFAULTS",
     "Settings",
+    "check_enqueue",
     "check_setting",
     "parse_settings",
     "with_overrides",
@@ -73,6 +74,9 @@ class Settings:
     repeats: int = 1
     max_gflops: float | None = None
     max_params: float | None = None
+    #: ``search.enqueue``: known designs evaluated first, as {parameter name: value}
+    #: (checked against the space's parameters by ``check_enqueue``)
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     @property
     def seed(self) -> int:
@@ -91,7 +95,7 @@ TOP_KEYS = ("dataset", "img_size", "seed")
 #: the keys each section of a space file takes (the budget's are TrainConfig's fields)
 SECTION_KEYS = {
     "budget": BUDGET_KEYS,
-    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs", "repeats"),
+    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs", "repeats", "enqueue"),
     "constraints": ("max_gflops", "max_params"),
 }
 #: setting -> its key path in the file
@@ -150,8 +154,59 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
         for key in body:
             if key not in keys:
                 raise unknown_key(key, section, keys)
+            if key == "enqueue":
+                values[key] = _enqueue_list(body[key])
+                continue
             values[key] = check_setting(key, body[key])
     return _settings(Settings(), values)
+
+
+def _enqueue_list(raw: Any) -> tuple[dict[str, Any], ...]:
+    """``search.enqueue``'s shape: a list of mappings (their keys and values are checked
+    against the space's parameters once the model is read: ``check_enqueue``)."""
+    if not isinstance(raw, list):
+        raise SpaceError(
+            f"search.enqueue: {show(raw)} is not allowed; allowed: a list of mappings "
+            "{parameter name: value} (e.g. model.mixer.kind: axial_shift)"
+        )
+    return tuple(dict(mapping(item, f"search.enqueue[{i}]")) for i, item in enumerate(raw))
+
+
+def check_enqueue(
+    enqueue: tuple[dict[str, Any], ...], distributions: Mapping[str, list[Any] | None]
+) -> tuple[dict[str, Any], ...]:
+    """Each enqueued design names only the space's parameters, with values they can take
+    (a continuous parameter: a number); a SpaceError naming the key path otherwise.
+
+    Returns:
+        The designs as Optuna stores them (a list value as its JSON text, ``Choice.labels``).
+    """
+    import json
+
+    names = tuple(distributions)
+    out = []
+    for i, params in enumerate(enqueue):
+        stored = {}
+        for key, value in params.items():
+            path = f"search.enqueue[{i}]"
+            if isinstance(value, list):
+                value = json.dumps(value)
+            if key not in distributions:
+                raise unknown_key(key, path, names)
+            allowed = distributions[key]
+            if allowed is None:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                what = "a number in the parameter's range"
+            else:
+                ok = any(value == v and type(value) is type(v) for v in allowed) or (
+                    isinstance(value, int) and not isinstance(value, bool) and value in allowed
+                )
+                what = f"one of {', '.join(show(v) for v in allowed)}"
+            if not ok:
+                raise SpaceError(f"{path}.{key}: {show(params[key])} is not allowed; allowed: {what}")
+            stored[key] = value
+        out.append(stored)
+    return tuple(out)
 
 
 def with_overrides(settings: Settings, **changes: Any) -> Settings:

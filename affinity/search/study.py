@@ -27,8 +27,11 @@ __all__ = [
     "create_or_resume",
     "default_storage_path",
     "directions",
+    "distinct_configurations",
+    "duplicates",
     "make_pruner",
     "make_sampler",
+    "metric_names",
     "open_storage",
     "reap_stale",
     "study_names",
@@ -40,8 +43,13 @@ __all__ = [
 #: combination; ``reason`` says why), interrupted (FAIL: Ctrl-C or a dead worker; redone on
 #: resume), error (FAIL: an unexpected exception, a bug).
 STATUSES = ("ok", "duplicate", "over_budget", "pruned", "rejected", "interrupted", "error")
-#: statuses that do not count towards n_trials (the trial is run again on resume)
-NOT_COUNTED = ("interrupted",)
+#: statuses that do not count towards n_trials: an interrupted trial is run again on resume;
+#: a duplicate is recorded (the sampler sees its reused result) but trains nothing, so
+#: ``n_trials`` counts distinct evaluations
+NOT_COUNTED = ("interrupted", "duplicate")
+#: a worker stops after this many duplicate proposals in a row (the sampler keeps proposing
+#: what was evaluated: the space is nearly exhausted or the sampler has converged)
+MAX_CONSECUTIVE_DUPLICATES = 20
 #: the machine a worker records on its trials, for reaping by PID: ``$AFFINITY_HOST`` where
 #: hostnames repeat across machines (containers), else the host name
 HOST = os.environ.get("AFFINITY_HOST") or socket.gethostname()
@@ -81,6 +89,12 @@ def study_names(storage: Any) -> list[str]:
 def directions(objective: str) -> list[str]:
     """pareto: maximise val accuracy, minimise GFLOPs; accuracy: maximise val accuracy."""
     return ["maximize", "minimize"] if objective == "pareto" else ["maximize"]
+
+
+def metric_names(objective: str) -> list[str]:
+    """The objectives' names as Optuna records them (optuna-dashboard and Optuna's plots
+    label their axes with them), in the order of ``directions``."""
+    return ["val_acc", "gflops"] if objective == "pareto" else ["val_acc"]
 
 
 def create_or_resume(
@@ -129,6 +143,9 @@ def create_or_resume(
         return study
     study = optuna.create_study(study_name=name, storage=storage, directions=wanted, load_if_exists=True)
     study.set_user_attr("affinity", meta)
+    study.set_metric_names(metric_names(settings.objective))
+    for params in settings.enqueue:  # known designs first (WAITING: the next asks take them)
+        study.enqueue_trial(params, user_attrs={"enqueued": True})
     return study
 
 
@@ -208,6 +225,45 @@ def make_pruner(settings: Settings) -> Any:
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, settings.budget.epochs))
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+def distinct_configurations(space: Space, img_size: int, limit: int, max_points: int = 20_000) -> int | None:
+    """How many distinct configurations (canonical ``config_hash``) the space holds, counted
+    up to ``limit`` (enough to know it holds at least that many); None when it cannot be
+    counted: a continuous parameter, or a grid of more than ``max_points`` points.
+
+    Every point of the grid is sampled with a FixedTrial; points the models refuse at
+    sampling are not configurations (they are recorded as rejected, not as duplicates).
+    """
+    import itertools
+    import math
+
+    import optuna
+
+    from affinity.errors import AffinityError
+    from affinity.search.space import config_hash
+
+    grid = space.distributions()
+    if any(v is None for v in grid.values()):
+        return None
+    if math.prod(len(v) for v in grid.values() if v is not None) > max_points:
+        return None
+    names = list(grid)
+    seen: set[str] = set()
+    for combo in itertools.product(*(grid[n] or [] for n in names)):
+        try:
+            cfg = space.sample(optuna.trial.FixedTrial(dict(zip(names, combo))), img_size=img_size)
+        except AffinityError:
+            continue
+        seen.add(config_hash(cfg))
+        if len(seen) >= limit:
+            break
+    return len(seen)
+
+
+def duplicates(trials: list[Any]) -> int:
+    """How many finished trials were duplicate proposals (not counted towards n_trials)."""
+    return sum(1 for t in trials if t.user_attrs.get("status") == "duplicate")
 
 
 def counted(trials: list[Any]) -> tuple[int, int]:

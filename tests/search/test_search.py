@@ -23,7 +23,8 @@ from affinity.cli import cli, main
 from affinity.models.config import load_model_config
 from affinity.search.leaderboard import COLUMNS, pareto_ranks
 from affinity.search.space import resolve_space_path
-from affinity.search.study import default_storage_path, open_storage
+from affinity.search.study import counted, default_storage_path, open_storage
+from tests.search.spaces import wide_tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -46,6 +47,11 @@ def _board(name: str = "tiny") -> pd.DataFrame:
     return pd.read_csv(Path("results") / name / "leaderboard.csv")
 
 
+def _evaluated(board: pd.DataFrame) -> int:
+    """Rows that count towards n_trials (duplicate proposals do not)."""
+    return int((board["status"] != "duplicate").sum())
+
+
 def _dominates(a: pd.Series, b: pd.Series) -> bool:
     return a.val_acc >= b.val_acc and a.gflops <= b.gflops and (a.val_acc > b.val_acc or a.gflops < b.gflops)
 
@@ -59,12 +65,12 @@ def test_pareto_ranks_known_points() -> None:
 
 
 def test_tiny_search_leaderboard_front_and_resume() -> None:
-    _search("--n-trials", "4", "--sampler", "random")
+    _search("--n-trials", "3", "--sampler", "random")
     board = _board()
     assert list(board.columns) == [*COLUMNS, *[p for p in PARAMS if p in board.columns]]
     assert "model.mixer.kind" in board.columns
-    assert len(board) == 4
-    assert sorted(board["number"]) == [0, 1, 2, 3]
+    assert _evaluated(board) == 3  # n_trials counts distinct evaluations, not duplicates
+    assert sorted(board["number"]) == list(range(len(board)))
     assert set(board["state"]) <= {"COMPLETE", "FAIL", "PRUNED"}
     done = board[board["state"] == "COMPLETE"]
     assert len(done) >= 1
@@ -107,16 +113,16 @@ def test_tiny_search_leaderboard_front_and_resume() -> None:
 
     # the same command resumes: n_trials is the total, finished trials are kept
     before = _study().trials
-    _search("--n-trials", "5", "--sampler", "random")
+    _search("--n-trials", "4", "--sampler", "random")
     after = _board()
-    assert len(after) == 5 and sorted(after["number"]) == [0, 1, 2, 3, 4]
+    assert _evaluated(after) == 4 and sorted(after["number"]) == list(range(len(after)))
     for t in before:
         assert _study().trials[t.number].datetime_complete == t.datetime_complete
     # changing the training budget of an existing study is refused, nothing is lost
     with pytest.raises(SystemExit) as exc:
         main(["search", "--space", "tiny.yaml", "--epochs", "3", "--quiet"])
     assert exc.value.code == 2
-    assert len(_board()) == 5
+    assert len(_board()) == len(after)
 
     # the leaderboard command rebuilds it from storage
     res = CliRunner().invoke(cli, ["leaderboard", "tiny", "--format", "csv"])
@@ -176,13 +182,18 @@ def test_rejected_combination_is_recorded_and_search_goes_on(tmp_path: Path) -> 
     )
     assert result.exit_code == 0, result.output
     board = _board("grid")
-    assert len(board) == 4  # capped at the grid's size
+    # 4 grid points, 3 configurations: a 1-shift pads nothing, so its padding is inert and
+    # the canonical config hash merges (1, zero) and (1, reflect); n_trials 10 -> 3
+    assert _evaluated(board) == 3
     combos = set(zip(board["model.mixer.shift_size"], board["model.mixer.padding"]))
-    assert combos == {(1, "zero"), (1, "reflect"), (5, "zero"), (5, "reflect")}
+    assert {(5, "zero"), (5, "reflect")} <= combos
+    assert combos <= {(1, "zero"), (1, "reflect"), (5, "zero"), (5, "reflect")}
     bad = board[(board["model.mixer.shift_size"] == 5) & (board["model.mixer.padding"] == "reflect")].iloc[0]
     assert bad.state == "FAIL" and bad.status == "rejected"
     assert "reflect" in bad.reason
     assert (board.loc[board["number"] != bad.number, "state"] == "COMPLETE").all()
+    result = CliRunner().invoke(cli, ["search", "--space", str(tmp_path / "g.yaml"), "--n-trials", "10"])
+    assert "holds 3 distinct configurations" in result.output
 
 
 def test_single_objective_with_pruner() -> None:
@@ -191,7 +202,7 @@ def test_single_objective_with_pruner() -> None:
     study = _study("acc")
     assert [d.name for d in study.directions] == ["MAXIMIZE"]
     board = _board("acc")
-    assert len(board) == 3
+    assert _evaluated(board) == 3
     for t in study.trials:
         if t.state.name == "COMPLETE" and t.user_attrs["status"] == "ok":
             assert t.intermediate_values  # per-epoch accuracy reported to the pruner
@@ -213,16 +224,19 @@ def test_two_worker_processes_finish_with_distinct_trials() -> None:
     assert out.returncode == 0, out.stderr
     study = _study("par")
     numbers = [t.number for t in study.trials]
-    assert sorted(numbers) == [0, 1, 2, 3]
+    assert sorted(numbers) == list(range(len(numbers)))
     assert all(t.state.name in ("COMPLETE", "PRUNED", "FAIL") for t in study.trials)
     assert {t.user_attrs["worker"] for t in study.trials} <= {0, 1}
-    assert len(_board("par")) == 4
+    assert counted(study.trials) == (4, 0)
+    assert _evaluated(_board("par")) == 4
 
 
 def test_ctrl_c_keeps_finished_trials_and_resumes() -> None:
     # the interrupt lands wherever the worker happens to be; every phase is interrupted on
     # purpose in test_workers_interrupt.py, this checks the real signal path end to end
-    proc = subprocess.Popen(_cmd("--n-trials", "40", "--study", "intr"), env=_env(),
+    # tiny.yaml holds 4 distinct configurations (a study of 4 could end before the signal)
+    wide_tiny()
+    proc = subprocess.Popen(_cmd("--n-trials", "12", "--study", "intr", "--space", "wide.yaml"), env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     csv = Path("results") / "intr" / "leaderboard.csv"
     deadline = time.monotonic() + 300
@@ -250,16 +264,15 @@ def test_ctrl_c_keeps_finished_trials_and_resumes() -> None:
     # an interrupted trial's configuration is queued to run again
     assert [t.user_attrs["retry_of"] for t in waiting] == [t.number for t in interrupted]
     # the same command resumes (with a total that is one trial more than what counts)
-    counted = len(study.trials) - len(interrupted) - len(waiting)
-    out = subprocess.run(_cmd("--n-trials", str(counted + 1), "--study", "intr"),
+    done, _ = counted(study.trials)
+    out = subprocess.run(_cmd("--n-trials", str(done + 1), "--study", "intr", "--space", "wide.yaml"),
                          capture_output=True, text=True, env=_env(), timeout=240)  # fmt: skip
     assert out.returncode == 0, out.stderr
     resumed = _study("intr")
     kept = {t.number: t.datetime_complete for t in study.trials if t.number in finished}
     assert all(resumed.trials[n].datetime_complete == when for n, when in kept.items())
     assert {t.state.name for t in resumed.trials} <= {"COMPLETE", "PRUNED", "FAIL"}
-    still = [t for t in resumed.trials if t.user_attrs.get("status") != "interrupted"]
-    assert len(still) == counted + 1
+    assert counted(resumed.trials) == (done + 1, 0)
     for t in interrupted:  # evaluated again, as the one trial the resume ran
         (redo,) = [r for r in resumed.trials if r.user_attrs.get("retry_of") == t.number]
         assert t.params.items() <= redo.params.items()

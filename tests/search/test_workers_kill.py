@@ -19,6 +19,7 @@ from affinity.models.config import load_model_config
 from affinity.search.leaderboard import COLUMNS
 from affinity.search.study import counted, default_storage_path, open_storage
 from tests.search._freeze import kill_if
+from tests.search.spaces import wide_tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -26,7 +27,8 @@ N = 6
 
 
 def _cmd() -> list[str]:
-    return [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", "tiny.yaml",
+    space = wide_tiny()  # tiny.yaml holds 4 configurations, fewer than N
+    return [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", str(space),
             "--quiet", "--max-steps", "1", "--n-trials", str(N), "--n-jobs", "2", "--study", "k"]  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from affinity.search.space import resolve_space_path
 from affinity.search.study import counted, reap_stale
 from tests.search._freeze import kill_if
 from tests.search.pg_server import HOW_TO_GET, PASSWORD, PostgresServer, find_bindir
+from tests.search.spaces import wide_tiny
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -63,7 +64,8 @@ def pg_url(pg_server: PostgresServer) -> str:
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", "tiny.yaml",
+    space = wide_tiny()  # 28 configurations: n_trials counts distinct evaluations
+    return [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", str(space),
             "--quiet", *BUDGET, *args]  # fmt: skip
 
 
