@@ -1,13 +1,18 @@
 """Trials per hour with 1 and 2 worker processes, on the journal file and on PostgreSQL.
 
-Runs ``affinity search --space shifts.yaml`` (a fresh study each time, same seed and
-budget) as a subprocess, as a user would, and times it from start to exit; the rate is
-finished trials / wall time. The goal (issue 11): 2 workers >= 1.8x the rate of 1 on a
-2-core machine. The load average is printed beside every figure: on a shared machine the
-ratio between runs side by side is the figure to read, not the absolute rates.
+Every run trains the same work: N distinct configurations of the space, drawn once in a
+seeded order and enqueued (``search.enqueue``) in a copy of the space file, so 1 and 2
+workers train exactly the same models (a sampler would propose other, differently sized ones
+to two workers). Each run is ``affinity search`` as a subprocess, as a user would run it, and
+two rates are printed: end to end (finished trials / wall time from start to exit, imports and
+spawning included) and steady (finished trials / time from the first trial's start to the last
+one's end: what a long study sees). The goal (issue 11): 2 workers >= 1.8x the rate of 1 on a
+2-core machine. Runs alternate (1, 2, 2, 1, ...) so a drift of the machine's load falls on both;
+the load average is printed beside every figure: on a shared machine the ratio between runs
+side by side is the figure to read, not the absolute rates.
 
-    python benchmarks/workers.py                  # shifts.yaml, 8 trials per run
-    python benchmarks/workers.py --n-trials 30    # the space's own size
+    python benchmarks/workers.py                  # shifts.yaml, 12 trials per run
+    python benchmarks/workers.py --rounds 2       # 1, 2, 2, 1 workers, twice
     python benchmarks/workers.py --no-postgres    # journal file only
 
 PostgreSQL runs need the server binaries (initdb, pg_ctl) and psycopg; a throwaway server is
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,15 +34,38 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(storage: str | None, n_jobs: int, n_trials: int, space: str, extra: list[str]) -> tuple[float, int]:
-    """Wall seconds of one search and the trials it finished."""
+def _workload(space: str, n: int, seed: int, folder: Path) -> Path:
+    """A copy of ``space``'s file that enqueues ``n`` distinct configurations (seeded order)."""
+    import itertools
+
+    import yaml
+
+    from affinity.search.space import load_space, resolve_space_path
+    from affinity.search.study import configurations
+
+    loaded = load_space(space)
+    found = configurations(loaded, loaded.settings.img_size, seed=seed)
+    if found is None:
+        raise SystemExit(f"{space}: its configurations cannot be listed (a continuous parameter)")
+    designs = list(itertools.islice(found, n))
+    if len(designs) < n:
+        raise SystemExit(f"{space} holds {len(designs)} distinct configurations, fewer than --n-trials {n}")
+    doc = yaml.safe_load(resolve_space_path(space).read_text())
+    doc.setdefault("search", {})["enqueue"] = designs
+    path = folder / "workload.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _run(storage: str | None, n_jobs: int, n_trials: int, space: Path, extra: list[str]) -> dict[str, float]:
+    """One search: wall seconds, finished trials, and the span from first start to last end."""
     import optuna
 
     from affinity.search.study import counted, default_storage_path, open_storage
 
     out = Path(tempfile.mkdtemp(prefix="affinity-bench-"))
     study = f"bench_{uuid.uuid4().hex[:8]}"
-    cmd = [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", space,
+    cmd = [sys.executable, "-c", "from affinity.cli import main; main()", "search", "--space", str(space),
            "--quiet", "--study", study, "--out", str(out), "--n-trials", str(n_trials),
            "--n-jobs", str(n_jobs), *extra]  # fmt: skip
     if storage is not None:
@@ -46,14 +75,25 @@ def _run(storage: str | None, n_jobs: int, n_trials: int, space: str, extra: lis
     subprocess.run(cmd, check=True, env=env, cwd=out)
     wall = time.perf_counter() - start
     store = open_storage(storage, default_storage_path(out, study), create=False)
-    done, _ = counted(optuna.load_study(study_name=study, storage=store).get_trials(deepcopy=False))
-    return wall, done
+    trials = optuna.load_study(study_name=study, storage=store).get_trials(deepcopy=False)
+    done, _ = counted(trials)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    span = (max(ends) - min(starts)).total_seconds()
+    return {"wall": wall, "done": done, "span": span}
+
+
+def _rate(runs: list[dict[str, float]], key: str) -> float:
+    """The median of finished trials per hour over ``key`` (wall: end to end; span: steady)."""
+    return statistics.median(r["done"] / r[key] for r in runs) * 3600
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--space", default="shifts.yaml")
-    parser.add_argument("--n-trials", type=int, default=8)
+    parser.add_argument("--n-trials", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0, help="the order the configurations are drawn in")
+    parser.add_argument("--rounds", type=int, default=1, help="each round runs 1, 2, 2, 1 workers")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("extra", nargs="*", help="more `affinity search` options (after --)")
     args = parser.parse_args()
@@ -72,19 +112,23 @@ def main() -> None:
         else:
             server = PostgresServer(bindir).start()
     try:
-        print(f"{args.space}, {args.n_trials} trials a run, {os.cpu_count()} CPUs")
-        head = f"{'storage':<10} {'workers':>7} {'wall s':>8} {'trials':>6} {'trials/h':>9} {'x1':>6}"
-        print(f"{head}  load avg (1, 5, 15 min)")
+        folder = Path(tempfile.mkdtemp(prefix="affinity-bench-"))
+        space = _workload(args.space, args.n_trials, args.seed, folder)
+        print(f"{args.space}: the same {args.n_trials} enqueued configurations every run (seed {args.seed}), "
+              f"{os.cpu_count()} CPUs, rounds {args.rounds}")  # fmt: skip
+        print(f"{'storage':<10} {'workers':>7} {'wall s':>7} {'trials':>6} {'e2e/h':>6} {'steady s':>8} "
+              f"{'steady/h':>8}  load avg (1, 5, 15 min)")  # fmt: skip
         for name, storage in backends + ([("postgresql", None)] if server else []):
-            rates = {}
-            for n_jobs in (1, 2):
+            runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+            for n_jobs in [1, 2, 2, 1] * args.rounds:
                 url = server.create_database(f"b_{uuid.uuid4().hex[:8]}") if name == "postgresql" else storage
-                wall, done = _run(url, n_jobs, args.n_trials, args.space, args.extra)
-                rates[n_jobs] = done / wall * 3600
+                r = _run(url, n_jobs, args.n_trials, space, args.extra)
+                runs[n_jobs].append(r)
                 load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-                ratio = rates[n_jobs] / rates[1]
-                row = f"{name:<10} {n_jobs:>7} {wall:>8.1f} {done:>6} {rates[n_jobs]:>9.0f} {ratio:>6.2f}"
-                print(f"{row}  {load}")
+                print(f"{name:<10} {n_jobs:>7} {r['wall']:>7.1f} {r['done']:>6} {_rate([r], 'wall'):>6.0f} "
+                      f"{r['span']:>8.1f} {_rate([r], 'span'):>8.0f}  {load}", flush=True)  # fmt: skip
+            e2e, steady = (_rate(runs[2], key) / _rate(runs[1], key) for key in ("wall", "span"))
+            print(f"{name}: 2 workers / 1 worker = {e2e:.2f}x end to end, {steady:.2f}x steady (medians)")
     finally:
         if server is not None:
             server.stop()

@@ -9,6 +9,7 @@ from affinity.commands._options import out_option, quiet_option, storage_option
 
 @click.command("report")
 @click.argument("study")
+@click.argument("compare", nargs=-1, metavar="[STUDY]...")
 @storage_option
 @out_option("Results root: the study is OUT/STUDY/, the page OUT/STUDY/report.html.")
 @click.option(
@@ -25,11 +26,20 @@ from affinity.commands._options import out_option, quiet_option, storage_option
 )
 @quiet_option
 def command(
-    study: str, storage: str | None, out: str, html_file: str | None, with_duplicates: bool, quiet: bool
+    study: str,
+    compare: tuple[str, ...],
+    storage: str | None,
+    out: str,
+    html_file: str | None,
+    with_duplicates: bool,
+    quiet: bool,
 ) -> None:
     """Write OUT/STUDY/report.html: leaderboard, Pareto front (val accuracy vs GFLOPs),
-    parameter importances, val accuracy per searched parameter, the front's configurations;
-    and each plot as a PNG beside it."""
+    hypervolume against trial number, parameter importances, val accuracy per searched
+    parameter, the front's configurations; and each plot as a PNG beside it.
+
+    More STUDY names (e.g. the same space searched with other samplers) add their
+    hypervolume curves to the first study's page, all at one reference point."""
     from pathlib import Path
 
     from affinity._io import check_writable
@@ -41,7 +51,8 @@ def command(
     loaded = load_study(study, storage, out=out)
     page_path = Path(html_file) if html_file else Path(out) / study / "report.html"
     folder = check_writable(page_path.parent)
-    report = collect(loaded, with_duplicates=with_duplicates)
+    others = [load_study(name, storage, out=out) for name in compare]
+    report = collect(loaded, with_duplicates=with_duplicates, compare=others)
     with printed_if_unwritten(folder, lambda: report.leaderboard.to_csv(index=False), "the report"):
         page, pngs = write_report(report, folder, html_name=page_path.name)
     if not quiet:

@@ -33,7 +33,7 @@ class Image:
     """One picture of the report.
 
     Args:
-        section: ``pareto`` | ``importances`` | ``params``.
+        section: ``pareto`` | ``hypervolume`` | ``importances`` | ``params``.
         filename: the PNG written beside the report.
         caption: one line under the picture.
         png: the PNG bytes.
@@ -120,6 +120,15 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     ]
     if not by_section.get("pareto"):
         parts.append('<p class="note">no finished trial has both a val accuracy and GFLOPs</p>')
+    if report.hypervolume:
+        parts.append("<h2>Hypervolume</h2>")
+        parts.extend(_img(im) for im in by_section.get("hypervolume", []))
+        finals = "; ".join(f"{esc(label)} {curve[-1][1]:.5g}" for label, curve in report.hypervolume if curve)
+        parts.append(
+            f"<p>Area of the (val accuracy, GFLOPs) plane the feasible trials dominate, up to the "
+            f"reference point val accuracy 0, {report.hv_ref_gflops:.4g} GFLOPs (1.1 x the largest "
+            f"GFLOPs costed in the studies shown). Final: {finals}.</p>"
+        )
     parts.append("<h2>Leaderboard</h2>")
     parts.append('<p class="note">Rows of the Pareto front are shaded.</p>')
     parts.append(_leaderboard_table(report))
@@ -177,6 +186,16 @@ def write_report(
                 "pareto.png",
                 "val accuracy vs GFLOPs; the front in red, labelled by trial",
                 pictures.png_bytes(pictures.plot_pareto(report)),
+            )
+        )
+    if report.hypervolume:
+        images.append(
+            Image(
+                "hypervolume",
+                "hypervolume.png",
+                "hypervolume against trial number"
+                + (", one line per study" if len(report.hypervolume) > 1 else ""),
+                pictures.png_bytes(pictures.plot_hypervolume(report)),
             )
         )
     if report.importances.values:

@@ -104,6 +104,25 @@ def plot_pareto(report: StudyReport) -> Figure:
     return fig
 
 
+def plot_hypervolume(report: StudyReport) -> Figure:
+    """Hypervolume against trial number, one line per study compared (this one first), all at
+    the report's reference point."""
+    fig = Figure(figsize=(7.0, 4.0))
+    ax = fig.add_subplot()
+    for label, curve in report.hypervolume:
+        ax.step([n for n, _ in curve], [hv for _, hv in curve], where="post", lw=1.4,
+                label=f"{label}: {curve[-1][1]:.4g}" if curve else label)  # fmt: skip
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume (val accuracy x GFLOPs)")
+    ax.set_title(
+        f"hypervolume of the feasible trials so far; reference: val_acc 0, {report.hv_ref_gflops:.4g} GFLOPs",
+        fontsize=9,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
 def plot_importances(report: StudyReport) -> Figure:
     """Horizontal bars of Optuna's fANOVA importances for val accuracy, each labelled with the
     number of trials it rests on (a conditional parameter: the trials where it exists)."""

@@ -8,6 +8,7 @@ the report and ``affinity leaderboard`` never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,10 @@ class StudyReport:
         duplicates: how many duplicate trials the plots leave out (0 with ``with_duplicates``).
         provenance: versions, platform, device and git commit that produced the study
             (``affinity.search.provenance``); None for a study from before it was recorded.
+        hypervolume: ``(label, curve)`` per study compared, this one first: the hypervolume
+            of the feasible trials up to each trial number (``affinity.search.hypervolume``),
+            every curve at the same reference point; empty for a single-objective study.
+        hv_ref_gflops: that reference point's GFLOPs (its val accuracy is 0).
     """
 
     name: str
@@ -102,6 +107,8 @@ class StudyReport:
     trial_params: dict[int, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0
     provenance: dict[str, Any] | None = None
+    hypervolume: list[tuple[str, list[tuple[int, float]]]] = field(default_factory=list)
+    hv_ref_gflops: float | None = None
 
 
 def _finished(study: optuna.Study, with_duplicates: bool) -> list[optuna.trial.FrozenTrial]:
@@ -250,7 +257,11 @@ def _config_yaml(trial: optuna.trial.FrozenTrial) -> str:
 
 
 def collect(
-    study: optuna.Study, leaderboard: pd.DataFrame | None = None, *, with_duplicates: bool = False
+    study: optuna.Study,
+    leaderboard: pd.DataFrame | None = None,
+    *,
+    with_duplicates: bool = False,
+    compare: Sequence[optuna.Study] = (),
 ) -> StudyReport:
     """Gather the report's data from ``study``.
 
@@ -262,6 +273,8 @@ def collect(
             ``affinity.search.leaderboard.build_leaderboard`` when omitted.
         with_duplicates: plot and rank every finished trial, duplicates of an earlier
             configuration too (by default each configuration counts once).
+        compare: other studies whose hypervolume curves are drawn beside this one's (e.g.
+            the same space searched with other samplers or seeds).
     """
     import pandas as pd
 
@@ -302,7 +315,31 @@ def collect(
         trial_params={n: dict(by_number[n].params) for n, _ in front_configs},
         duplicates=0 if with_duplicates else duplicates,
         provenance=study.user_attrs.get("provenance"),
+        **_hypervolumes(study, leaderboard, compare),
     )
+
+
+def _hypervolumes(
+    study: optuna.Study, leaderboard: pd.DataFrame, compare: Sequence[optuna.Study]
+) -> dict[str, Any]:
+    """The ``hypervolume`` and ``hv_ref_gflops`` fields: a curve per study at one reference
+    point, the largest of the studies' own (so every study's costliest design adds area)."""
+    from affinity.search.hypervolume import hypervolume_curve, reference_gflops
+    from affinity.search.leaderboard import build_leaderboard
+
+    if len(study.directions) != 2:
+        return {}
+    boards = [(study, leaderboard)] + [(s, build_leaderboard(s)) for s in compare if len(s.directions) == 2]
+    refs = [r for r in (reference_gflops(b) for _, b in boards) if r is not None]
+    if not refs:
+        return {}
+    ref = max(refs)
+    curves = []
+    for st, board in boards:
+        sampler = st.user_attrs.get("affinity", {}).get("sampler")
+        label = f"{st.study_name} ({sampler})" if sampler else st.study_name
+        curves.append((label, hypervolume_curve(board, ref)))
+    return {"hypervolume": curves, "hv_ref_gflops": ref}
 
 
 def open_study(name: str, storage: str | None = None) -> optuna.Study:

@@ -17,12 +17,15 @@ from affinity.errors import SpaceError, StudyError
 from affinity.search.storages import default_storage_path, mask_url, open_storage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import optuna
 
     from affinity.search.space import Settings, Space
 
 __all__ = [
     "STATUSES",
+    "configurations",
     "counted",
     "create_or_resume",
     "default_storage_path",
@@ -110,6 +113,7 @@ def create_or_resume(
     wanted: list[Any] = directions(settings.objective)
     meta = {
         "objective": settings.objective,
+        "sampler": settings.sampler,  # as created (a resume may pass another: not checked)
         "training": settings.training(),
         "space": space.name,
         "model": model_document(space),
@@ -230,13 +234,32 @@ def make_pruner(settings: Settings) -> Any:
 def distinct_configurations(space: Space, img_size: int, limit: int, max_points: int = 20_000) -> int | None:
     """How many distinct configurations (canonical ``config_hash``) the space holds, counted
     up to ``limit`` (enough to know it holds at least that many); None when it cannot be
-    counted: a continuous parameter, or a grid of more than ``max_points`` points.
+    counted: a continuous parameter, or a grid of more than ``max_points`` points."""
+    found = configurations(space, img_size, max_points=max_points)
+    if found is None:
+        return None
+    count = 0
+    for _ in found:
+        count += 1
+        if count >= limit:
+            break
+    return count
+
+
+def configurations(
+    space: Space, img_size: int, *, max_points: int = 20_000, seed: int | None = None
+) -> Iterator[dict[str, Any]] | None:
+    """The space's distinct configurations (canonical ``config_hash``), each as the parameters
+    a trial would suggest for it, in grid order or, with ``seed``, in a seeded random order;
+    None when they cannot be listed: a continuous parameter, or a grid of more than
+    ``max_points`` points.
 
     Every point of the grid is sampled with a FixedTrial; points the models refuse at
     sampling are not configurations (they are recorded as rejected, not as duplicates).
     """
     import itertools
     import math
+    import random
 
     import optuna
 
@@ -249,16 +272,24 @@ def distinct_configurations(space: Space, img_size: int, limit: int, max_points:
     if math.prod(len(v) for v in grid.values() if v is not None) > max_points:
         return None
     names = list(grid)
-    seen: set[str] = set()
-    for combo in itertools.product(*(grid[n] or [] for n in names)):
-        try:
-            cfg = space.sample(optuna.trial.FixedTrial(dict(zip(names, combo))), img_size=img_size)
-        except AffinityError:
-            continue
-        seen.add(config_hash(cfg))
-        if len(seen) >= limit:
-            break
-    return len(seen)
+    points = list(itertools.product(*(grid[n] or [] for n in names)))
+    if seed is not None:
+        random.Random(seed).shuffle(points)
+
+    def walk() -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        for combo in points:
+            trial = optuna.trial.FixedTrial(dict(zip(names, combo)))
+            try:
+                cfg = space.sample(trial, img_size=img_size)
+            except AffinityError:
+                continue
+            key = config_hash(cfg)
+            if key not in seen:
+                seen.add(key)
+                yield dict(trial.params)
+
+    return walk()
 
 
 def duplicates(trials: list[Any]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import math
 from html.parser import HTMLParser
 from pathlib import Path
@@ -191,6 +192,7 @@ def test_report_command_writes_one_self_contained_page() -> None:
     assert [p.name for p in pngs] == sorted(
         [
             "pareto.png",
+            "hypervolume.png",
             "importances.png",
             "param_kind.png",
             "param_lr.png",
@@ -212,6 +214,41 @@ def test_report_command_writes_one_self_contained_page() -> None:
     assert sorted(page.rows) == sorted(f"trial-{t.number}" for t in study.trials)
     text = "\n".join(page.text)
     assert "FAIL" in text and "over_budget" in text
+
+
+def _area(points: list[tuple[float, float]], ref: float) -> float:
+    """The dominated area by a second formula: the union of the rectangles [g, ref] x [0, a],
+    integrated over a fine grid of GFLOPs cells (exact here: every edge is on the grid)."""
+    edges = sorted({g for _, g in points} | {ref})
+    area = 0.0
+    for left, right in itertools.pairwise(edges):
+        area += (right - left) * max((a for a, g in points if g <= left), default=0.0)
+    return area
+
+
+def test_hypervolume_curves_of_compared_studies_share_one_reference() -> None:
+    a, b = make_study("a", n_trials=10), make_study("b", n_trials=6, fail=False)
+    report = collect(a, compare=[b])
+    # reference: 1.1 x the largest GFLOPs costed in either (a's over-budget trial: 9.0)
+    assert report.hv_ref_gflops == pytest.approx(1.1 * 9.0)
+    assert [label for label, _ in report.hypervolume] == ["a", "b"]
+    for study, (_, curve) in zip((a, b), report.hypervolume):
+        assert [n for n, _ in curve] == [t.number for t in study.trials]
+        hvs = [hv for _, hv in curve]
+        assert hvs == sorted(hvs)  # a trial can only add area
+        done = [(t.values[0], t.values[1]) for t in study.trials if t.state.name == "COMPLETE"]
+        assert hvs[-1] == pytest.approx(_area(done, 9.9))
+        first = done[0]  # after the first trial: one rectangle
+        assert hvs[0] == pytest.approx(first[0] * (9.9 - first[1]))
+    result = CliRunner().invoke(cli, ["report", "a", "b", "--quiet"])
+    assert result.exit_code == 0, result.output
+    html = Path("results/a/report.html").read_text(encoding="utf-8")
+    assert (Path("results/a") / "hypervolume.png").read_bytes().startswith(PNG_MAGIC)
+    assert "<h2>Hypervolume</h2>" in html and "9.9 GFLOPs" in html
+    assert f"b {report.hypervolume[1][1][-1][1]:.5g}" in html
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "a", "nosuch"])
+    assert exc.value.code == 2
 
 
 def test_report_html_file_and_a_study_with_one_trial(tmp_path: Path) -> None:

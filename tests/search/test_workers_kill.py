@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from affinity.models.config import load_model_config
+from affinity.models.config import ModelCfg
 from affinity.search.leaderboard import COLUMNS
 from affinity.search.study import counted, default_storage_path, open_storage
 from tests.search._freeze import kill_if
@@ -79,11 +79,10 @@ class _Reader(threading.Thread):
                 except FileNotFoundError:  # removed from the front meanwhile
                     continue
                 self.reads += 1
-                try:
-                    assert isinstance(yaml.safe_load(body), dict)
-                    load_model_config(path)
-                except FileNotFoundError:
-                    continue
+                try:  # the body read above, not the path again: the front may drop the file meanwhile
+                    doc = yaml.safe_load(body)
+                    assert isinstance(doc, dict)
+                    ModelCfg.from_dict(doc["model"], "model")
                 except Exception as exc:
                     self.problems.append(f"{path.name}: {exc!r}")
             time.sleep(0.05)
