@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from affinity.cli import cli, main
 from affinity.search.space import resolve_space_path
-from affinity.search.study import counted, reap_stale
+from affinity.search.study import NOT_COUNTED, counted, reap_stale
 from tests.search._freeze import kill_if
 from tests.search.pg_server import HOW_TO_GET, PASSWORD, PostgresServer, find_bindir
 from tests.search.spaces import wide_tiny
@@ -89,8 +89,11 @@ def _check_complete(study: optuna.Study, n: int) -> list[optuna.trial.FrozenTria
     trials = study.get_trials(deepcopy=False)
     assert counted(trials) == (n, 0)
     assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
-    counted_trials = [t for t in trials if t.user_attrs.get("status") != "interrupted"]
+    # n distinct configurations evaluated (duplicate proposals and cut-off trials do not count)
+    counted_trials = [t for t in trials if t.user_attrs.get("status") not in NOT_COUNTED]
     assert len({t.number for t in counted_trials}) == n
+    hashes = [t.user_attrs["config_hash"] for t in counted_trials if "config_hash" in t.user_attrs]
+    assert len(set(hashes)) == len(hashes)  # none evaluated twice (a refused one has no hash)
     return trials
 
 
@@ -108,14 +111,14 @@ def test_three_workers_on_two_machines_finish_exactly_n_trials(pg_url: str, tmp_
         (t.number, t.user_attrs.get("reason")) for t in trials if t.user_attrs.get("status") == "interrupted"
     ]
     assert not cut, cut  # nobody died: no trial was cut off and run again
-    assert sorted(t.number for t in trials) == list(range(12))
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # duplicates included
     assert {t.user_attrs["host"] for t in trials} <= {"machine-a", "machine-b"}
     # the leaderboard, rebuilt from the database anywhere, is complete (every trial, repeats too)
     res = CliRunner().invoke(
         cli, ["leaderboard", "tiny", "--storage", pg_url, "--format", "json", "--with-duplicates"]
     )
     assert res.exit_code == 0, res.output
-    assert sorted(row["number"] for row in json.loads(res.output)["trials"]) == list(range(12))
+    assert sorted(row["number"] for row in json.loads(res.output)["trials"]) == list(range(len(trials)))
     print(f"\n3 workers / 12 trials on PostgreSQL: {time.monotonic() - started:.1f} s")
 
 
