@@ -117,7 +117,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--space", default="shifts.yaml")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1 (to add to a log)")
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1 (to add to a log)"
+    )
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
@@ -137,7 +139,9 @@ def main() -> None:
     runs = []
     print(f"{args.space}: {args.seeds} seeds x {args.trials} trials; load {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.first_seed, args.first_seed + args.seeds):  # seed-major: a partial run has every sampler's first seeds
+        for seed in range(
+            args.first_seed, args.first_seed + args.seeds
+        ):  # seed-major: a partial run has every sampler's first seeds
             for sampler in samplers:
                 run = run_one(args.space, sampler, seed, args.trials, args.threads, Path(tmp))
                 runs.append(run)
