@@ -90,6 +90,14 @@ def test_metric_names_hypervolume_in_summary_and_leaderboard() -> None:
     out = _search("--n-trials", "2", "--study", "hv", "--max-steps", "2")
     study = _study("hv")
     assert study.metric_names == ["val_acc", "gflops"]
+    import warnings
+
+    from optuna.visualization.matplotlib import plot_pareto_front
+
+    with warnings.catch_warnings():  # Optuna marks its matplotlib backend experimental
+        warnings.simplefilter("ignore")
+        ax = plot_pareto_front(study)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("val_acc", "gflops")  # Optuna's plot labels the axes
     board = pd.read_csv(Path("results") / "hv" / "leaderboard.csv")
     hv, ref = study_hypervolume(board)
     assert ref == pytest.approx(1.1 * board["gflops"].max())
