@@ -115,15 +115,12 @@ def _candidates(space: Space, found: Census, img_size: int, seed: int) -> tuple[
     if found.points is not None and len(pool) <= COSTED:
         return pool, f"all {len(pool)} distinct configurations"
     if found.points is not None:
-        shown = (
-            f"{len(pool)} at its continuous parameters' ends and middle" if found.continuous else len(pool)
-        )
-        return rng.sample(
-            pool, COSTED
-        ), f"a seeded random sample of {COSTED} of the {shown} distinct configurations"
-    drawn: dict[str, tuple[dict, Any]] = {}
+        where = " (continuous parameters at their ends and middle)" if found.continuous else ""
+        what = f"a seeded random sample of {COSTED} of the {len(pool)} distinct configurations{where}"
+        return rng.sample(pool, COSTED), what
     from affinity.search.space import config_hash
 
+    drawn: dict[str, tuple[dict, Any]] = {}
     for _ in range(10 * COSTED):
         draw = _Draw(rng)
         try:

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from affinity.errors import AffinityError
+from affinity.search import _dry, _estimate
 from affinity.search._dry import census
-from affinity.search._estimate import Estimate, Timed
+from affinity.search._estimate import Estimate, Timed, _candidates
 from affinity.search.space import config_hash, load_space, parse_space
 from tests._cli import run_main
 
@@ -148,3 +149,24 @@ def test_estimate_divides_by_the_workers_and_orders_the_bounds() -> None:
     assert line.startswith(
         "estimate: n_trials 30 x (2..6) s per trial / 2 workers = 0.5..1.5 min with --n-jobs 4"
     )
+
+
+def test_costed_configurations_are_all_a_sample_or_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    space = parse_space(yaml.safe_load(HAND))
+    found = census(space)
+    pool, what = _candidates(space, found, 8, 0)
+    assert what == "all 10 distinct configurations" and len(pool) == 10
+    monkeypatch.setattr(_estimate, "COSTED", 3)
+    pool, what = _candidates(space, found, 8, 0)
+    assert what == "a seeded random sample of 3 of the 10 distinct configurations"
+    assert len({config_hash(cfg) for _, cfg in pool}) == 3
+    assert _candidates(space, found, 8, 0)[0] == pool  # seeded
+    monkeypatch.setattr(_dry, "CENSUS_LIMIT", 5)
+    uncounted = census(space)
+    assert uncounted.points is None
+    assert uncounted.line() == "configurations: not counted (more than 5 parameter sets)"
+    pool, what = _candidates(space, uncounted, 8, 0)
+    assert what == "3 distinct configurations drawn at random (seeded)"
+    for params, cfg in pool:  # real configurations of the space, with parameters that give them
+        assert config_hash(cfg) in found.configs
+        assert config_hash(space.sample(optuna.trial.FixedTrial(params))) == config_hash(cfg)
