@@ -17,6 +17,7 @@ from affinity.search import _dry, _estimate
 from affinity.search._dry import census
 from affinity.search._estimate import Estimate, Timed, _candidates
 from affinity.search.space import config_hash, load_space, parse_space
+from affinity.search.study import distinct_configurations
 from tests._cli import run_main
 
 # kind x shift_size x kernel_size x dilation x padding: 32 combinations. axial_shift takes
@@ -70,6 +71,8 @@ def test_census_equals_an_independent_enumeration(space, before: int, after: int
     assert (found.before, len(found.configs), found.combinations) == (before, after, combinations)
     assert (len(raw), len(canonical)) == (before, after)
     assert set(found.configs) == canonical
+    # the search's own cap on n_trials counts the product of the choices: the same number
+    assert distinct_configurations(space, space.settings.img_size, limit=10**6) == after
     assert found.points == before and found.refused == 0 and not found.continuous
     # each configuration is kept with parameters that sample it again
     for digest, (params, _) in found.configs.items():
