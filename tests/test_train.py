@@ -258,7 +258,7 @@ def _exit_2(argv: list[str], capsys) -> str:
 def test_cli_bad_inputs_are_one_line_exit_2(tmp_path: Path, small_yaml: Path, capsys) -> None:
     from PIL import Image
 
-    train_cmd = ["train", str(small_yaml), "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")]
+    train_cmd = ["train", str(small_yaml), "--epochs", "1", "--quiet", "--run-dir", str(tmp_path / "o")]
     err = _exit_2([*train_cmd, "--dataset", f"npz:{tmp_path / 'missing.npz'}"], capsys)
     assert "missing.npz: no such file" in err
     (tmp_path / "empty").mkdir()

@@ -109,7 +109,7 @@ def test_every_field_reachable_from_the_command_line(tmp_path: Path, tiny_cfg, m
     budget = {k: v for k, v in OTHER.items() if k in BUDGET_KEYS}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"seed": 5, "budget": budget}))
     argv = ["train", str(model_file), "--config", str(tmp_path / "run.yaml"), "--quiet"]
-    argv += ["--seed", "7", "--device", "cpu", "--threads", "2", "--out", str(tmp_path / "o")]
+    argv += ["--seed", "7", "--device", "cpu", "--threads", "2", "--run-dir", str(tmp_path / "o")]
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
     assert used == [TrainConfig(**OTHER)]
@@ -132,7 +132,9 @@ def test_bad_config_file_is_one_line(tmp_path: Path, tiny_cfg, capsys) -> None:
     ]:
         bad.write_text(text)
         with pytest.raises(SystemExit) as exc:
-            main(["train", str(model_file), "--config", str(bad), "--quiet", "--out", str(tmp_path / "o")])
+            main(
+                ["train", str(model_file), "--config", str(bad), "--quiet", "--run-dir", str(tmp_path / "o")]
+            )
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o").exists()
@@ -212,7 +214,7 @@ def test_train_and_profile_read_the_run_settings_of_a_model_yaml(tmp_path: Path,
     path = save_run_config(tiny_cfg, settings.training(), tmp_path / "trial_3.yaml", header="trial 3")
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["train", str(path), "--quiet", "--out", str(tmp_path / "o")]
+        cli, ["train", str(path), "--quiet", "--run-dir", str(tmp_path / "o")]
     )  # no other flags
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "o" / "metrics.json").read_text())

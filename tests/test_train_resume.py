@@ -61,7 +61,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def whole_run(tmp_path_factory, tiny_yaml: Path) -> Path:
     """The uninterrupted run's output folder."""
     out = tmp_path_factory.mktemp("whole")
-    result = CliRunner().invoke(cli, ["train", str(tiny_yaml), *ARGS, "--out", str(out)])
+    result = CliRunner().invoke(cli, ["train", str(tiny_yaml), *ARGS, "--run-dir", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -74,7 +74,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(
 
     with monkeypatch.context() as m:
         _ctrl_c_at(m, stop_at)
-        cut = runner.invoke(cli, ["train", str(tiny_yaml), *ARGS, "--out", str(tmp_path / "b")])
+        cut = runner.invoke(cli, ["train", str(tiny_yaml), *ARGS, "--run-dir", str(tmp_path / "b")])
     assert cut.exit_code == 130, cut.output
     assert "interrupted; wrote" in cut.output and "--resume" in cut.output
     record = json.loads((tmp_path / "b" / "metrics.json").read_text())
@@ -83,7 +83,7 @@ def test_ctrl_c_then_resume_equals_an_uninterrupted_run(
     state = load_checkpoint(tmp_path / "b" / "checkpoint.pt").train_state
     assert state is not None and (state.epoch, state.batch) == (stop_at // 6 + 1, stop_at % 6)
 
-    again = runner.invoke(cli, ["train", str(tiny_yaml), *ARGS, "--out", str(tmp_path / "b"), "--resume"])
+    again = runner.invoke(cli, ["train", str(tiny_yaml), *ARGS, "--run-dir", str(tmp_path / "b"), "--resume"])
     assert again.exit_code == 0, again.output
     a = json.loads((whole_run / "metrics.json").read_text())
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())
@@ -105,7 +105,7 @@ def _main(argv: list[str], capsys) -> tuple[int, str]:
 def test_resume_refuses_other_settings_and_says_when_there_is_nothing(
     tmp_path: Path, tiny_yaml, monkeypatch, capsys
 ) -> None:
-    argv = ["train", str(tiny_yaml), *ARGS, "--out", str(tmp_path / "o")]
+    argv = ["train", str(tiny_yaml), *ARGS, "--run-dir", str(tmp_path / "o")]
     code, err = _main([*argv, "--resume"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--resume: no checkpoint at" in err
     with monkeypatch.context() as m:
@@ -129,7 +129,7 @@ def test_unwritable_out_fails_before_training(tmp_path: Path, tiny_yaml, monkeyp
     monkeypatch.setattr(loop, "train", no_training)
     (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(SystemExit) as exc:
-        main(["train", str(tiny_yaml), *ARGS, "--out", str(tmp_path / "file" / "out")])
+        main(["train", str(tiny_yaml), *ARGS, "--run-dir", str(tmp_path / "file" / "out")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{tmp_path / 'file' / 'out'}: not writable (Not a directory)" in err
@@ -148,7 +148,7 @@ def test_write_failing_after_training_still_prints_the_result(
     monkeypatch.setattr(affinity._io, "atomic_write", read_only)
     monkeypatch.setattr(affinity.train.checkpoint, "atomic_write", read_only)
     with pytest.raises(SystemExit) as exc:
-        main(["train", str(tiny_yaml), *ARGS, "--out", str(tmp_path / "o")])
+        main(["train", str(tiny_yaml), *ARGS, "--run-dir", str(tmp_path / "o")])
     captured = capsys.readouterr()
     assert exc.value.code == 2
     assert (
@@ -173,7 +173,7 @@ def test_one_thread_by_default_and_a_line_per_epoch_when_piped(
         return original(*args, on_step=lambda n: threads.append(torch.get_num_threads()), **kwargs)
 
     monkeypatch.setattr(loop, "train", train)
-    argv = ["train", str(tiny_yaml), *[a for a in ARGS if a != "--quiet"], "--out", str(tmp_path / "o")]
+    argv = ["train", str(tiny_yaml), *[a for a in ARGS if a != "--quiet"], "--run-dir", str(tmp_path / "o")]
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # what torch picks on this 2-core machine, so the test can fail
     try:

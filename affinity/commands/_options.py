@@ -75,9 +75,16 @@ def train_options(*names: str, default: str | None = None) -> Callable[[F], F]:
 RESULTS = "results"
 
 
-def out_option(help_text: str) -> Callable[[F], F]:
+def out_option(help_text: str, *, old_files: tuple[str, ...] = ()) -> Callable[[F], F]:
     """``--out DIR``, the results root (default ``results``); a file name there is refused,
-    since the commands that write one file take ``--file`` / ``--html`` for it."""
+    since the commands that write one file take ``--file`` / ``--html`` for it.
+
+    Args:
+        help_text: what the command puts under OUT.
+        old_files: suffixes of the file a command's ``--out`` named before it meant the
+            results root; such a value reaches the command (which takes it as ``--file``,
+            with a deprecation note), even when that file exists.
+    """
 
     def check(ctx: click.Context, param: click.Parameter, value: str) -> str:
         if value.lower().endswith((".png", ".html", ".csv", ".json")):
@@ -91,7 +98,7 @@ def out_option(help_text: str) -> Callable[[F], F]:
         "--out",
         default=RESULTS,
         show_default=True,
-        type=click.Path(file_okay=False),
+        type=click.Path(file_okay=bool(old_files)),
         callback=check,
         help=help_text,
     )

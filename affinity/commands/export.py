@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
-from affinity.commands._options import checkpoint_option
+from affinity.commands._options import checkpoint_option, out_option
+
+#: ``--out`` named the exported file before it meant the results root: a value ending so is
+#: still taken as ``--file``, with a deprecation note (a results root is not named so)
+_OLD_OUT = (".onnx", ".pt")
 
 
 @click.command("export")
@@ -13,11 +17,15 @@ from affinity.commands._options import checkpoint_option
 @click.option(
     "--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True
 )
+@out_option(
+    "Results root: the file goes to OUT/export/<model>.onnx (or .torchscript.pt).", old_files=_OLD_OUT
+)
 @click.option(
-    "--out",
+    "--file",
+    "out_file",
     default=None,
     type=click.Path(dir_okay=False),
-    help="File to write (default: <model>.onnx or <model>.torchscript.pt).",
+    help="Write the exported model to this file instead.",
 )
 @click.option("--img-size", type=int, default=None, help="Input side; default the checkpoint's, else 224.")
 @click.option(
@@ -30,7 +38,8 @@ def command(
     model: str,
     checkpoint: str | None,
     fmt: str,
-    out: str | None,
+    out: str,
+    out_file: str | None,
     img_size: int | None,
     num_classes: int | None,
     seed: int,
@@ -45,11 +54,24 @@ def command(
 
     import torch
 
+    from affinity._io import check_writable
+    from affinity.errors import ConfigError
     from affinity.export import SUFFIXES, export_model
     from affinity.models import create_model
 
+    if out.lower().endswith(_OLD_OUT):
+        if out_file is not None:
+            raise ConfigError(
+                f"--out {out!r} with --file is not allowed: --out is the results root (a folder)"
+            )
+        click.echo(
+            f"affinity export: --out FILE is deprecated: use --file {out} (--out is the results root)",
+            err=True,
+        )
+        out, out_file = "results", out
+    label = Path(model).stem if Path(model).suffix else model
+    path = Path(out_file) if out_file else Path(out) / "export" / (label + SUFFIXES[fmt])
+    check_writable(path.parent)
     torch.manual_seed(seed)
     net = create_model(model, checkpoint_path=checkpoint, img_size=img_size, num_classes=num_classes)
-    label = Path(model).stem if Path(model).suffix else model
-    path = Path(out) if out else Path(label + SUFFIXES[fmt])
     click.echo(export_model(net, path, fmt, seed=seed).line())

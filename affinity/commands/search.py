@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import click
 
-from affinity.commands._options import device_option, quiet_option, storage_option, train_options
+from affinity.commands._options import device_option, out_option, quiet_option, storage_option, train_options
 
 
 @click.command("search")
@@ -15,9 +16,7 @@ from affinity.commands._options import device_option, quiet_option, storage_opti
     "--space", "space_name", required=True, help="A space file, or a shipped one (shifts.yaml, ...)."
 )
 @click.option("--study", default=None, help="Study name (default: the space's name). Same name: resume.")
-@click.option(
-    "--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Results root."
-)
+@out_option("Results root: the study is OUT/STUDY/.")
 @storage_option
 @click.option(
     "--heartbeat",
@@ -60,7 +59,18 @@ from affinity.commands._options import device_option, quiet_option, storage_opti
     is_flag=True,
     help="Resume the study with an edited space (only changes Optuna can take: not a parameter's choices).",
 )
-@click.option("--check", is_flag=True, help="Validate the space and print what it searches; run nothing.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Validate the space, print what it searches and how many distinct configurations it holds; "
+    "write and run nothing.",
+)
+@click.option(
+    "--estimate",
+    is_flag=True,
+    help="With --check: time one trial of the cheapest and one of the dearest configuration (by FLOPs) "
+    "and estimate the search's run time.",
+)
 @device_option
 @quiet_option
 def command(
@@ -72,6 +82,7 @@ def command(
     devices: str | None,
     threads: int | None,
     check: bool,
+    estimate: bool,
     allow_space_change: bool,
     device: str,
     quiet: bool,
@@ -95,6 +106,8 @@ def command(
     quiet_optuna()
     if threads is not None and threads < 1:
         raise StudyError(f"--threads: {threads} is not allowed; allowed: an integer >= 1")
+    if estimate and not check:
+        raise StudyError("--estimate is allowed only with --check (it times trials, runs no search)")
     space = load_space(space_name)
     settings = with_overrides(space.settings, **overrides)
     if settings.img_size != space.settings.img_size:
@@ -106,7 +119,14 @@ def command(
         if size < target:
             notes.append(f"the grid has {size} points: n_trials {target} -> {size}")
             target = size
-    distinct = distinct_configurations(space, settings.img_size, limit=target)
+    if check:
+        from affinity.search._dry import census
+
+        found = census(space, settings.img_size)
+        bounded = found.points is not None and not found.continuous
+        distinct = len(found.configs) if bounded else None
+    else:
+        distinct = distinct_configurations(space, settings.img_size, limit=target)
     if distinct is not None and distinct < target:
         notes.append(
             f"the space holds {distinct} distinct configurations (equivalent ones merged): "
@@ -116,9 +136,16 @@ def command(
     name = check_name("--study", study or space.name, StudyError)
     console = make_console()
     if check:
-        console.print(f"space {space.name} ({space.source}): valid")
+        say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+        say(f"space {space.name} ({space.source}): valid")
         for pname, values in space.distributions().items():
-            console.print(f"  {pname}: {'continuous' if values is None else values}")
+            say(f"  {pname}: {'continuous' if values is None else values}")
+        say(found.line())
+        for note in notes:
+            say(f"note: {note}")
+        if estimate:
+            for line in _estimate(space, settings, found, target, device, devices, threads or 1, quiet):
+                say(line)
         return
     from affinity.search.devices import worker_devices
 
@@ -193,6 +220,27 @@ def command(
     console.print(
         f"front configs: {folder / 'front'}/trial_<n>.yaml (affinity profile / affinity train take them)"
     )
+
+
+def _estimate(
+    space: Any,
+    settings: Any,
+    found: Any,
+    n_trials: int,
+    device: str,
+    devices: str | None,
+    threads: int,
+    quiet: bool,
+) -> list[str]:
+    """``--check --estimate``'s lines (see ``affinity.search._estimate``); nothing is written."""
+    from affinity.data import load_dataset
+    from affinity.search._estimate import estimate
+    from affinity.search.devices import worker_devices
+
+    dev = worker_devices(device, devices)[0]
+    data = load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
+    result = estimate(space, settings, found, data, n_trials=n_trials, device=dev, threads=threads)
+    return result.lines()
 
 
 def _save_space(space: Any, folder: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from affinity.commands._options import checkpoint_option, quiet_option, train_options
+from affinity.commands._options import checkpoint_option, out_option, quiet_option, train_options
 
 #: the TrainConfig fields offered as flags; every other one is set with --config FILE.yaml
 FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
@@ -40,16 +40,18 @@ FLAGS = ("epochs", "batch_size", "lr", "seed", "device", "threads")
     help="YAML of run settings: dataset, img_size, seed and a budget: section taking any "
     "TrainConfig field (flags override it).",
 )
+@out_option("Results root: metrics.json and checkpoint.pt go to OUT/train/<model>/.")
 @click.option(
-    "--out",
+    "--run-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Folder for metrics.json and checkpoint.pt (default: results/train/<model>).",
+    help="This run's folder instead of OUT/train/<model>/.",
 )
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the run interrupted (Ctrl-C) into --out; same final result as an uninterrupted run.",
+    help="Continue the run interrupted (Ctrl-C) into the run's folder; same final result as an "
+    "uninterrupted run.",
 )
 @quiet_option
 def command(
@@ -58,7 +60,8 @@ def command(
     dataset: str | None,
     img_size: int | None,
     config_file: str | None,
-    out: str | None,
+    out: str,
+    run_dir: str | None,
     resume: bool,
     quiet: bool,
     **flags: Any,
@@ -68,7 +71,8 @@ def command(
     The model adapts its input channels, classes and image size to the data. Settings come
     from TrainConfig's defaults, then the run settings in CONFIG.yaml, then --config FILE,
     then the flags. Prints the final val accuracy, parameters and FLOPs (fvcore: one
-    multiply-add counts as one FLOP), and writes metrics.json and checkpoint.pt to --out.
+    multiply-add counts as one FLOP), and writes metrics.json and checkpoint.pt to
+    OUT/train/<model>/ (or --run-dir).
     Ctrl-C finishes the current step, writes both marked interrupted and exits with 130;
     the same command with --resume continues from there.
     """
@@ -92,7 +96,7 @@ def command(
     dataset, img_size, data_seed = run.pop("dataset"), run.pop("img_size"), run.pop("data_seed")
     cfg = TrainConfig(**run)
     name = Path(model).stem if model.endswith((".yaml", ".yml")) else model
-    out_dir = Path(out) if out else Path("results") / "train" / name
+    out_dir = Path(run_dir) if run_dir else Path(out) / "train" / name
     say = click.echo if not quiet else (lambda *a, **k: None)
     split_seed = cfg.seed if data_seed is None else data_seed
     data = load_dataset(dataset, img_size=img_size, seed=split_seed, quiet=quiet)

@@ -1,22 +1,27 @@
 """Whole-space checks, run before any trial: the stages' geometry, a dry construction of
-every mixer each stage can take, and every model-level field's values."""
+every mixer each stage can take, every model-level field's values, and how many distinct
+configurations the space holds (``census``)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from affinity.errors import AffinityError, ConfigError, SpaceError, is_int
 from affinity.search._messages import show
 from affinity.search._schema import MixerSpec, Named, Ref, Space
 from affinity.search.kinds import Geometry, Kind, build_mixer, takes_connection
-from affinity.search.params import Choice, candidates, is_param
+from affinity.search.params import GRID_LIMIT, Choice, FloatRange, IntRange, candidates, is_param
 from affinity.search.settings import is_positive
 
 #: Past this many combinations a stage's dry check samples ends and middles only.
 DRY_CHECK_LIMIT = 400
+#: Past this many parameter sets a census stops: the space is "not counted".
+CENSUS_LIMIT = 20_000
 
 
 def _values(value: Any, lists: dict[str, Choice]) -> list[Any]:
@@ -167,3 +172,125 @@ def _check_model_fields(space: Space) -> None:
                 ModelCfg(family=space.family, stages=(stage,) * n, **{**fixed, key: v})
             except (ConfigError, TypeError) as exc:
                 raise SpaceError(f"model.{key}: {show(v)} is not allowed: {exc}") from None
+
+
+@dataclass
+class Census:
+    """What a space holds, found by walking its define-by-run tree: every parameter set a
+    trial can hold (a mixer's parameters only where its kind takes them), each sampled once.
+
+    Attributes:
+        combinations: the product of every parameter's number of choices, as a grid over
+            all of them counts (None with a continuous parameter).
+        points: parameter sets a trial can hold (None: more than ``CENSUS_LIMIT``, not counted).
+        refused: of those, the ones the models refuse (the search records them as rejected).
+        before: distinct model configurations before canonicalisation (``ModelCfg.fingerprint``).
+        configs: distinct configurations after it: canonical ``config_hash`` -> (the first
+            parameters that give it, as Optuna stores them; its ``ModelCfg``).
+        continuous: parameters searched as a continuum (``Space.distributions``' None), walked
+            at their ends and middle (``candidates``): the space holds unboundedly many.
+    """
+
+    combinations: int | None
+    points: int | None
+    refused: int = 0
+    before: int = 0
+    configs: dict[str, tuple[dict[str, Any], Any]] = field(default_factory=dict)
+    continuous: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for ``search --check``."""
+        unbounded = f"unbounded ({', '.join(self.continuous)} continuous); " if self.continuous else ""
+        if self.points is None:
+            return f"configurations: {unbounded}not counted (more than {CENSUS_LIMIT} parameter sets)"
+        grid = f"; {self.combinations} combinations of the parameters' choices" if self.combinations else ""
+        counted = (
+            f"{len(self.configs)} distinct after canonicalisation, {self.before} before "
+            f"({self.points} parameter sets a trial can hold, {self.refused} refused by the models{grid})"
+        )
+        at_ends = "with each at its ends and middle: " if self.continuous else ""
+        return f"configurations: {unbounded}{at_ends}{counted}"
+
+
+class _Walk:
+    """An Optuna-trial stand-in that walks a space's define-by-run tree depth first: each
+    suggestion takes the value at its position on the current path, ``advance`` moves the
+    path to the next leaf (an odometer whose digits appear as the choices made ask for them)."""
+
+    def __init__(self) -> None:
+        self.path: list[int] = []
+        self.sizes: list[int] = []
+        self.depth = 0
+        self.params: dict[str, Any] = {}
+
+    def _pick(self, name: str, values: list[Any]) -> Any:
+        if self.depth == len(self.path):
+            self.path.append(0)
+            self.sizes.append(len(values))
+        self.params[name] = value = values[self.path[self.depth]]
+        self.depth += 1
+        return value
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._pick(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        ints = IntRange(low, high, step)
+        # a range too long to list is a continuum (``Space.distributions``): ends and middle
+        return int(self._pick(name, ints.values() if ints.count() <= GRID_LIMIT else candidates(ints)))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
+        if step is None:
+            return float(self._pick(name, candidates(FloatRange(low, high))))
+        n = math.floor((high - low) / step + 1e-9) + 1
+        return float(self._pick(name, [low + k * step for k in range(n)]))
+
+    def advance(self) -> bool:
+        """Move to the next leaf; False when the tree is walked. The choices past where the
+        last sample stopped (a refused configuration stops early) are not on the path."""
+        del self.path[self.depth :], self.sizes[self.depth :]
+        self.depth, self.params = 0, {}
+        while self.path:
+            self.path[-1] += 1
+            if self.path[-1] < self.sizes[-1]:
+                return True
+            self.path.pop()
+            self.sizes.pop()
+        return False
+
+
+def census(space: Space, img_size: int | None = None, *, stop_at: int | None = None) -> Census:
+    """Count what ``space`` holds (see ``Census``), sampling every parameter set once.
+
+    Args:
+        space: the validated space.
+        img_size: the image side the models are built for (default the space's).
+        stop_at: stop once this many distinct configurations are found (the count is then
+            "at least"); None walks the whole tree.
+    """
+    from affinity.search.space import config_hash
+
+    grid = space.distributions()
+    continuous = [name for name, values in grid.items() if values is None]
+    combinations = None if continuous else math.prod(len(v or ()) for v in grid.values())
+    result = Census(combinations, 0, continuous=continuous)
+    before: set[str] = set()
+    walk = _Walk()
+    points = 0
+    while True:
+        points += 1
+        if points > CENSUS_LIMIT:
+            return Census(combinations, None, continuous=continuous)
+        try:
+            cfg = space.sample(walk, img_size=img_size)
+        except AffinityError:
+            result.refused += 1
+        else:
+            before.add(cfg.fingerprint())
+            result.configs.setdefault(config_hash(cfg), (dict(walk.params), cfg))
+        if not walk.advance() or (stop_at is not None and len(result.configs) >= stop_at):
+            break
+    result.points, result.before = points, len(before)
+    return result

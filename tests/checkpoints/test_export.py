@@ -44,7 +44,8 @@ def test_torchscript_export_runs_back_equal(tmp_path: Path) -> None:
 def test_onnx_export_from_the_command_line(tmp_path: Path) -> None:
     cfg = save_model_config(_small_swin().cfg, tmp_path / "s.yaml")
     result = CliRunner().invoke(
-        cli, ["export", str(cfg), "--img-size", "32", "--num-classes", "5", "--out", str(tmp_path / "s.onnx")]
+        cli,
+        ["export", str(cfg), "--img-size", "32", "--num-classes", "5", "--file", str(tmp_path / "s.onnx")],
     )
     assert result.exit_code == 0, result.output
     assert "onnxruntime" in result.output and (tmp_path / "s.onnx").stat().st_size > 0

@@ -302,7 +302,7 @@ def test_train_starts_from_a_checkpoint_and_writes_the_input_recipe(tmp_path: Pa
     cfg = save_model_config(start.cfg, tmp_path / "small.yaml")
     out = tmp_path / "run"
     argv = ["train", str(cfg), "--checkpoint", str(weights), "--epochs", "1", "--lr", "1e-12"]
-    result = CliRunner().invoke(cli, [*argv, "--threads", "1", "--quiet", "--out", str(out)])
+    result = CliRunner().invoke(cli, [*argv, "--threads", "1", "--quiet", "--run-dir", str(out)])
     assert result.exit_code == 0, result.output
     trained = create_model(out / "checkpoint.pt")
     stem = trained.stages[0].embed.proj.weight

@@ -167,9 +167,17 @@ def test_affinity_train_on_a_front_file_reproduces_the_leaderboard_exactly(tmp_p
     assert doc["dataset"] == "digits" and doc["img_size"] == settings.img_size
     assert doc["data_seed"] == settings.seed and doc["seed"] == trial.user_attrs["seed"] != settings.seed
     assert doc["budget"]["epochs"] == 1 and doc["budget"]["lr"] == settings.budget.lr
-    # a fresh process, no flag but --out: torch's own thread count, as a user would run it
+    # a fresh process, no flag but --run-dir: torch's own thread count, as a user would run it
     env = {k: v for k, v in _env().items() if k != "OMP_NUM_THREADS"}
-    cmd = [sys.executable, "-c", "from affinity.cli import main; main()", "train", str(path), "--out", "run"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from affinity.cli import main; main()",
+        "train",
+        str(path),
+        "--run-dir",
+        "run",
+    ]
     out = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     metrics = json.loads(Path("run", "metrics.json").read_text())["metrics"]
