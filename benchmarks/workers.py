@@ -36,8 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _workload(space: str, n: int, seed: int, folder: Path) -> Path:
     """A copy of ``space``'s file that enqueues ``n`` distinct configurations (seeded order)."""
-    import itertools
-
     import yaml
 
     from affinity.search.space import load_space, resolve_space_path
@@ -47,7 +45,7 @@ def _workload(space: str, n: int, seed: int, folder: Path) -> Path:
     found = configurations(loaded, loaded.settings.img_size, seed=seed)
     if found is None:
         raise SystemExit(f"{space}: its configurations cannot be listed (a continuous parameter)")
-    designs = list(itertools.islice(found, n))
+    designs = found[:n]
     if len(designs) < n:
         raise SystemExit(f"{space} holds {len(designs)} distinct configurations, fewer than --n-trials {n}")
     doc = yaml.safe_load(resolve_space_path(space).read_text())

@@ -17,8 +17,6 @@ from affinity.errors import SpaceError, StudyError
 from affinity.search.storages import default_storage_path, mask_url, open_storage
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import optuna
 
     from affinity.search.space import Settings, Space
@@ -231,65 +229,34 @@ def make_pruner(settings: Settings) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
 
 
-def distinct_configurations(space: Space, img_size: int, limit: int, max_points: int = 20_000) -> int | None:
+def distinct_configurations(space: Space, img_size: int, limit: int) -> int | None:
     """How many distinct configurations (canonical ``config_hash``) the space holds, counted
     up to ``limit`` (enough to know it holds at least that many); None when it cannot be
-    counted: a continuous parameter, or a grid of more than ``max_points`` points."""
-    found = configurations(space, img_size, max_points=max_points)
-    if found is None:
+    counted: a continuous parameter, or more parameter sets than ``_dry.CENSUS_LIMIT``."""
+    from affinity.search._dry import census
+
+    found = census(space, img_size, stop_at=limit)
+    if found.continuous or found.points is None:
         return None
-    count = 0
-    for _ in found:
-        count += 1
-        if count >= limit:
-            break
-    return count
+    return len(found.configs)
 
 
-def configurations(
-    space: Space, img_size: int, *, max_points: int = 20_000, seed: int | None = None
-) -> Iterator[dict[str, Any]] | None:
+def configurations(space: Space, img_size: int, *, seed: int | None = None) -> list[dict[str, Any]] | None:
     """The space's distinct configurations (canonical ``config_hash``), each as the parameters
-    a trial would suggest for it, in grid order or, with ``seed``, in a seeded random order;
-    None when they cannot be listed: a continuous parameter, or a grid of more than
-    ``max_points`` points.
-
-    Every point of the grid is sampled with a FixedTrial; points the models refuse at
-    sampling are not configurations (they are recorded as rejected, not as duplicates).
-    """
-    import itertools
-    import math
+    a trial suggests for it, in the census's order or, with ``seed``, a seeded random order;
+    None when they cannot be listed (as ``distinct_configurations``). Configurations the
+    models refuse are not listed (a search records them as rejected)."""
     import random
 
-    import optuna
+    from affinity.search._dry import census
 
-    from affinity.errors import AffinityError
-    from affinity.search.space import config_hash
-
-    grid = space.distributions()
-    if any(v is None for v in grid.values()):
+    found = census(space, img_size)
+    if found.continuous or found.points is None:
         return None
-    if math.prod(len(v) for v in grid.values() if v is not None) > max_points:
-        return None
-    names = list(grid)
-    points = list(itertools.product(*(grid[n] or [] for n in names)))
+    params = [p for p, _ in found.configs.values()]
     if seed is not None:
-        random.Random(seed).shuffle(points)
-
-    def walk() -> Iterator[dict[str, Any]]:
-        seen: set[str] = set()
-        for combo in points:
-            trial = optuna.trial.FixedTrial(dict(zip(names, combo)))
-            try:
-                cfg = space.sample(trial, img_size=img_size)
-            except AffinityError:
-                continue
-            key = config_hash(cfg)
-            if key not in seen:
-                seen.add(key)
-                yield dict(trial.params)
-
-    return walk()
+        random.Random(seed).shuffle(params)
+    return params
 
 
 def duplicates(trials: list[Any]) -> int:

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from affinity.cli import cli
 from affinity.errors import SpaceError
 from affinity.search.hypervolume import hypervolume, study_hypervolume
-from affinity.search.space import load_space, parse_space, resolve_space_path
-from affinity.search.study import default_storage_path, distinct_configurations, open_storage
+from affinity.search.space import config_hash, load_space, parse_space, resolve_space_path
+from affinity.search.study import configurations, default_storage_path, distinct_configurations, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,6 +40,14 @@ def test_tiny_space_holds_four_distinct_configurations() -> None:
     n = distinct_configurations(space, space.settings.img_size, limit=100)
     assert n is not None and 2 <= n < 8
     assert distinct_configurations(space, space.settings.img_size, limit=2) == 2
+    # listed: each one a trial's parameters that re-sample to its own configuration
+    listed = configurations(space, space.settings.img_size)
+    assert listed is not None and len(listed) == n
+    hashes = {config_hash(space.sample(optuna.trial.FixedTrial(p), img_size=8)) for p in listed}
+    assert len(hashes) == n
+    shuffled = configurations(space, space.settings.img_size, seed=1)
+    assert shuffled == configurations(space, space.settings.img_size, seed=1)
+    assert shuffled is not None and sorted(map(str, shuffled)) == sorted(map(str, listed))
 
 
 def test_small_space_stops_at_its_distinct_configurations_and_says_so() -> None:
