@@ -22,10 +22,7 @@ if TYPE_CHECKING:
 
     from affinity.proxies._study import ProxyStudy
 
-__all__ = ["FOLDER", "plot_proxy", "write_outputs"]
-
-#: the folder under a study's results folder
-FOLDER = "proxies"
+__all__ = ["plot_proxy", "write_outputs"]
 
 
 def plot_proxy(result: ProxyStudy, name: str) -> Figure:

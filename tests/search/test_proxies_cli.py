@@ -1,6 +1,7 @@
 """``affinity proxies`` on a tiny search: every trained configuration scored once, the
 baselines equal to the leaderboard's own figures, the correlations recomputable from the
-scores, the same numbers on a second run, files written, bad input one line and exit 2."""
+scores, the same numbers on a second run, files written and shown by the report, bad input
+one line and exit 2."""
 
 from __future__ import annotations
 
@@ -16,14 +17,10 @@ from tests._cli import run_main
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One tiny search for the whole module (its results root)."""
-    import os
-
+    """One tiny search for the whole module (its results root): its 4 distinct configurations."""
     root = tmp_path_factory.mktemp("proxies") / "results"
-    here = os.getcwd()
-    ran = run_main(["search", "--space", "tiny.yaml", "--n-trials", "6", "--out", str(root), "--quiet"])
+    ran = run_main(["search", "--space", "tiny.yaml", "--n-trials", "4", "--out", str(root), "--quiet"])
     assert ran.code == 0, ran.stderr
-    assert os.getcwd() == here
     return root
 
 
@@ -62,6 +59,12 @@ def test_scores_every_trained_configuration_once(tiny_results: Path) -> None:
     both = ["naswot", "params"]
     assert rerun[both].to_numpy().tolist() == written[both].to_numpy().tolist()
     assert sorted(p.name for p in folder.glob("proxy_*.png")) == ["proxy_naswot.png", "proxy_params.png"]
+
+    # the report shows the scatter plots of the last run
+    assert run_main(["report", "tiny", "--out", str(tiny_results), "--quiet"]).code == 0
+    page = (tiny_results / "tiny" / "report.html").read_text()
+    assert "Zero-cost proxies" in page
+    assert 'data-file="proxies/proxy_naswot.png"' in page and "proxy_synflow" not in page
 
 
 @pytest.mark.parametrize(
