@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("affinity.commands.search", "Run an Optuna study over token-mixer designs."),
     "leaderboard": ("affinity.commands.leaderboard", "Rebuild a study's leaderboard from storage."),
     "report": ("affinity.commands.report", "Write a study's HTML report with its plots."),
+    "proxies": ("affinity.commands.proxies", "Rank zero-cost proxies by how they order a study's designs."),
     "profile": ("affinity.commands.profile", "Params, FLOPs, latency and per-stage cost of a model."),
     "models": ("affinity.commands.models", "List registered models with their published figures."),
     "train": ("affinity.commands.train", "Train a model on a dataset and write its metrics."),

@@ -33,7 +33,7 @@ class Image:
     """One picture of the report.
 
     Args:
-        section: ``pareto`` | ``hypervolume`` | ``importances`` | ``params``.
+        section: ``pareto`` | ``hypervolume`` | ``importances`` | ``params`` | ``proxies``.
         filename: the PNG written beside the report.
         caption: one line under the picture.
         png: the PNG bytes.
@@ -140,6 +140,13 @@ def render_html(report: StudyReport, images: list[Image]) -> str:
     parts.extend(_img(im) for im in by_section.get("params", []))
     if not by_section.get("params"):
         parts.append('<p class="note">no finished trial with searched parameters</p>')
+    if by_section.get("proxies"):
+        parts.append("<h2>Zero-cost proxies</h2>")
+        parts.append(
+            '<p class="note">From <code>affinity proxies</code>: each trained configuration scored '
+            "untrained; Kendall τ and Spearman ρ with the trained val accuracy in each title.</p>"
+        )
+        parts.extend(_img(im) for im in by_section["proxies"])
     parts.append("<h2>Configurations on the front</h2>")
     figures = {
         int(n): (float(a), float(g))
@@ -217,6 +224,11 @@ def write_report(
                 pictures.png_bytes(pictures.plot_param(s, report.name)),
             )
         )
+    from affinity.proxies import FOLDER
+
+    for png in sorted((out / FOLDER).glob("proxy_*.png")):  # drawn by `affinity proxies STUDY`
+        caption = f"trained val accuracy vs {png.stem.removeprefix('proxy_')}"
+        images.append(Image("proxies", f"{FOLDER}/{png.name}", caption, png.read_bytes()))
     written = {im.filename for im in images}
     for old in [out / "pareto.png", out / "importances.png", *out.glob("param_*.png")]:
         if old.name not in written:  # a plot of an earlier report that this one no longer has
