@@ -4,7 +4,8 @@ all in one process.
 On a shared machine absolute times swing with the load; ratios measured side by side do not.
 So for each model this times, interleaved (GEMM, the model as built by ``--before``'s code, the
 model as built by this tree, timm's model), a 2048² fp32 GEMM and each forward, and prints
-medians:
+medians (``--stat min``: minima; ``--clock cpu``: the thread's CPU time, robust to other
+processes taking the cores):
 
 - ``frac``: the model's multiply-adds per second (``affinity.flops``, one forward) over the
   GEMM's, for the old and the new code;
@@ -93,10 +94,15 @@ def _build_old(tree: Path, names: list[str], img_size: int) -> dict[str, torch.n
     return models
 
 
-def _timed(step: Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
-    t0 = time.perf_counter()
+#: ``wall``: elapsed time; ``cpu``: this thread's CPU time, which leaves out the time the
+#: thread waited for a core (other processes), only meaningful with ``--threads 1``
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def _timed(step: Callable[[torch.Tensor], Any], x: torch.Tensor, clock: Callable[[], float]) -> float:
+    t0 = clock()
     step(x)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _row(name: str, macs: float, batch: int, med: dict[str, float], diff: float | None) -> str:
@@ -136,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-timm", action="store_true", help="do not time timm's models")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
+    parser.add_argument("--stat", choices=["median", "min"], default="median")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -160,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     out = torch.empty(GEMM_SIDE, GEMM_SIDE)
     print(
         f"fp32 CPU, batch {args.batch_size}, {args.img_size}², {torch.get_num_threads()} thread(s), "
-        f"eval forward under inference_mode, medians of {args.repeats} interleaved repetitions; "
+        f"eval forward under inference_mode, {args.stat}s of {args.repeats} interleaved repetitions, "
+        f"{args.clock} clock; "
         f"before={args.before or '-'}"
     )
     header = (
@@ -190,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                 outs[key] = step(x)
             for _ in range(args.repeats):
                 for key, step in steps.items():
-                    times[key].append(_timed(step, x))
-        med = {k: statistics.median(v) for k, v in times.items()}
+                    times[key].append(_timed(step, x, CLOCKS[args.clock]))
+        pick = statistics.median if args.stat == "median" else min
+        med = {k: pick(v) for k, v in times.items()}
         diff = (outs["new"] - outs["old"]).abs().max().item() if "old" in outs else None
         print(_row(name, macs, args.batch_size, med, diff), flush=True)
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.ops.layers import Affine, LayerNorm2d, make_act, make_norm
+from affinity.ops.layers import Affine, Conv1x1, LayerNorm2d, make_act, make_norm
 
 __all__ = [
     "Affine",
@@ -88,12 +88,12 @@ class ChannelMlp(nn.Module):
         super().__init__()
         self.channels_last = norm is None
         self.fc1: nn.Module = (
-            nn.Linear(dim, hidden, bias=bias) if self.channels_last else nn.Conv2d(dim, hidden, 1, bias=bias)
+            nn.Linear(dim, hidden, bias=bias) if self.channels_last else Conv1x1(dim, hidden, bias=bias)
         )
         self.norm1 = make_norm(norm, hidden)
         self.act = make_act(act)
         self.fc2: nn.Module = (
-            nn.Linear(hidden, dim, bias=bias) if self.channels_last else nn.Conv2d(hidden, dim, 1, bias=bias)
+            nn.Linear(hidden, dim, bias=bias) if self.channels_last else Conv1x1(hidden, dim, bias=bias)
         )
         self.norm2 = make_norm(norm, dim)
 
@@ -176,7 +176,7 @@ class PointwiseConv(nn.Sequential):
     """
 
     def __init__(self, dim: int, *, act: str, norm: str | None, eps: float = 1e-5) -> None:
-        super().__init__(nn.Conv2d(dim, dim, 1), make_act(act), make_norm(norm, dim, eps))
+        super().__init__(Conv1x1(dim, dim), make_act(act), make_norm(norm, dim, eps))
 
 
 class ConvBnRelu(nn.Sequential):
@@ -211,7 +211,7 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.norm = make_norm(norm, patch_size * patch_size * in_dim, eps)
-        self.reduction = nn.Conv2d(patch_size * patch_size * in_dim, out_dim, 1, bias=False)
+        self.reduction = Conv1x1(patch_size * patch_size * in_dim, out_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.pixel_unshuffle(x, self.patch_size)  # (B, p²C, H/p, W/p)

@@ -134,11 +134,21 @@ class Stage(nn.Module):
         self.tokens = tokens
         self.blocks = nn.Sequential(*blocks)
         self.hw = hw
+        # the blocks' own ops (norms, channel MLPs, 1×1 convs) run as well or better so
+        self.channels_last = all(
+            type(a).channels_last
+            for blk in blocks
+            for mixer in (blk.mixer, blk.pos_mixer)
+            if mixer is not None
+            for a in mixer.branch_affinities()
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.embed(x)
         if self.tokens is not None:
             x = self.tokens(x)
+        if self.channels_last:  # the (B, H, W, C) view contiguous: no layout copies in the blocks
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.blocks(x)
 
 
