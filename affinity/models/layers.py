@@ -104,7 +104,7 @@ class ChannelMlp(nn.Module):
             t = x.permute(0, 2, 3, 1)  # (B, H, W, C)
             tokens = t.numel() // t.shape[-1]
             large = tokens * cast(nn.Linear, self.fc1).out_features * t.element_size() > _LARGE_BYTES
-            if torch.is_grad_enabled() or not large or not t.is_contiguous():
+            if torch.is_grad_enabled() or torch.jit.is_tracing() or not large or not t.is_contiguous():
                 y = self.fc2(self.act(self.fc1(t)))
             else:
                 y = self._by_rows(t.reshape(-1, t.shape[-1])).view(*t.shape[:-1], -1)
@@ -126,7 +126,8 @@ class ChannelMlp(nn.Module):
         return out
 
 
-#: hidden activations above this size are computed ``_ROWS`` tokens at a time without autograd:
+#: hidden activations above this size are computed ``_ROWS`` tokens at a time without autograd
+#: (and outside a trace, whose graph would hold one product per chunk of this batch size):
 #: glibc serves blocks over 32 MiB (its largest dynamic mmap threshold) with a fresh mmap,
 #: page-faulted on every forward, and such a tensor leaves the caches between fc1, the
 #: activation and fc2 (swin_t / as_mlp_t's first stage at batch 8: 38 MB, 1.5x faster so)
