@@ -7,8 +7,6 @@ None of these mixes tokens: every token mixer is a ``ContextAggregation`` (affin
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -89,6 +87,7 @@ class ChannelMlp(nn.Module):
     ) -> None:
         super().__init__()
         self.channels_last = norm is None
+        self.hidden = hidden
         self.fc1: nn.Module = (
             nn.Linear(dim, hidden, bias=bias) if self.channels_last else Conv1x1(dim, hidden, bias=bias)
         )
@@ -100,38 +99,48 @@ class ChannelMlp(nn.Module):
         self.norm2 = make_norm(norm, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        hidden_bytes = x.numel() // x.shape[1] * self.hidden * x.element_size()
+        if hidden_bytes > _LARGE_BYTES and not (
+            torch.is_grad_enabled() or self.training or torch.jit.is_tracing()
+        ):
+            return self._by_parts(x)
+        return self._whole(x)
+
+    def _whole(self, x: Tensor) -> Tensor:
         if self.channels_last:
-            t = x.permute(0, 2, 3, 1)  # (B, H, W, C)
-            tokens = t.numel() // t.shape[-1]
-            large = tokens * cast(nn.Linear, self.fc1).out_features * t.element_size() > _LARGE_BYTES
-            if torch.is_grad_enabled() or torch.jit.is_tracing() or not large or not t.is_contiguous():
-                y = self.fc2(self.act(self.fc1(t)))
-            else:
-                y = self._by_rows(t.reshape(-1, t.shape[-1])).view(*t.shape[:-1], -1)
-            return y.permute(0, 3, 1, 2)
+            return self._tokens(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
         x = self.act(self.norm1(self.fc1(x)))  # (B, hidden, H, W)
         return self.norm2(self.fc2(x))  # (B, C, H, W)
 
-    def _by_rows(self, t: Tensor) -> Tensor:
-        """``fc2(act(fc1(t)))`` of (M, C) tokens, ``_ROWS`` at a time, without autograd."""
-        fc1, fc2 = cast(nn.Linear, self.fc1), cast(nn.Linear, self.fc2)
-        out = t.new_empty(t.shape[0], fc2.out_features)
+    def _tokens(self, t: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(t)))  # (..., C) -> (..., hidden) -> (..., C)
+
+    def _by_parts(self, x: Tensor) -> Tensor:
+        """``_whole(x)`` (eval, without autograd) computed ``_ROWS`` tokens at a time on a
+        channels-last map, one image at a time otherwise (1×1 convs and norms): the same
+        products row by row (equal up to rounding where the GEMM blocks fewer rows apart)."""
+        out = torch.empty_like(x)
+        if not self.channels_last:
+            for i in range(x.shape[0]):
+                out[i : i + 1] = self._whole(x[i : i + 1])
+            return out
+        t, rows = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (B, H, W, C)
+        if not (t.is_contiguous() and rows.is_contiguous()):
+            return self._whole(x)
+        t, rows = t.reshape(-1, t.shape[-1]), rows.view(-1, t.shape[-1])  # (B·H·W, C)
         for start in range(0, t.shape[0], _ROWS):
-            hidden = self.act(fc1(t[start : start + _ROWS]))
-            rows = out[start : start + _ROWS]
-            if fc2.bias is None:
-                torch.mm(hidden, fc2.weight.t(), out=rows)
-            else:  # F.linear's own product, written in place
-                torch.addmm(fc2.bias, hidden, fc2.weight.t(), out=rows)
+            rows[start : start + _ROWS] = self._tokens(t[start : start + _ROWS])
         return out
 
 
-#: hidden activations above this size are computed ``_ROWS`` tokens at a time without autograd
-#: (and outside a trace, whose graph would hold one product per chunk of this batch size):
-#: glibc serves blocks over 32 MiB (its largest dynamic mmap threshold) with a fresh mmap,
-#: page-faulted on every forward, and such a tensor leaves the caches between fc1, the
-#: activation and fc2 (swin_t / as_mlp_t's first stage at batch 8: 38 MB, 1.5x faster so)
-_LARGE_BYTES = 32 * 2**20
+#: a channel MLP whose hidden activations would take more than this computes them in parts
+#: in eval mode without autograd (and outside a trace, whose graph would hold one product
+#: per part of this batch size): a hidden tensor this large is out of the caches between
+#: fc1, the activation and fc2, and over glibc's 32 MiB dynamic mmap threshold a fresh mmap
+#: page-faulted on every forward. Batch 8, one thread: swin_t / as_mlp_t's first-stage MLP
+#: (38 MB) 87 -> 56 ms by 2048-token parts, repmlpnet_t224's (26 MB) 78 -> 41 ms by images;
+#: at 13-19 MB (their second stages) parts were 2-20% slower
+_LARGE_BYTES = 24 * 2**20
 _ROWS = 2048
 
 

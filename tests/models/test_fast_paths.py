@@ -10,17 +10,24 @@ from affinity.models import create_model, layers
 from affinity.ops.layers import Conv1x1, is_channels_last
 
 
-def test_channel_mlp_by_rows_equals_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("norm", [None, "batchnorm"])
+def test_channel_mlp_by_parts_equals_whole(monkeypatch: pytest.MonkeyPatch, norm: str | None) -> None:
+    """Tokens by rows (linears, channels-last) or images one by one (1×1 convs + BatchNorm)."""
     torch.manual_seed(0)
-    mlp = layers.ChannelMlp(6, 24).double().eval()
-    x = torch.randn(2, 6, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    mlp = layers.ChannelMlp(6, 24, norm=norm).double()
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    if norm is None:
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:  # running statistics that are not the identity
+        mlp(x)
+    mlp.eval()
     whole = mlp(x)  # grad enabled: the whole map at once
     monkeypatch.setattr(layers, "_LARGE_BYTES", 0)
-    monkeypatch.setattr(layers, "_ROWS", 8)  # 70 tokens: 9 chunks, the last one short
+    monkeypatch.setattr(layers, "_ROWS", 8)  # 105 tokens: 14 parts, the last one short
     with torch.no_grad():
-        chunked = mlp(x)
-    assert torch.equal(chunked, whole)
-    assert is_channels_last(chunked)
+        parts = mlp(x)
+    torch.testing.assert_close(parts, whole, atol=1e-12, rtol=0)  # a shorter GEMM may round apart
+    assert is_channels_last(parts) == (norm is None)
 
 
 @pytest.mark.parametrize("bias", [True, False])
