@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from affinity.models import create_model, layers
+from affinity.models import create_model, layers, network
 from affinity.ops.layers import Conv1x1, is_channels_last
 
 
@@ -48,3 +48,25 @@ def test_conv1x1_channels_last_is_the_conv(bias: bool) -> None:
 def test_stages_run_channels_last_when_their_affinities_do(name: str, channels_last: bool) -> None:
     model = create_model(name, num_classes=3)
     assert all(stage.channels_last == channels_last for stage in model.stages)
+
+
+@pytest.mark.parametrize("name", ["as_mlp_t", "swin_t"])
+def test_channels_last_stages_by_parts_of_the_batch_equal_whole(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    torch.manual_seed(0)
+    small = {"dims": (8, 16, 16, 16), "depths": (2, 1, 1, 1)}
+    if name == "swin_t":  # shifted windows with a relative bias, as tests/checkpoints/test_export.py
+        small |= {"heads": (1, 2, 2, 2), "window_size": 4}
+    model = create_model(name, img_size=32, num_classes=3, **small).eval()
+    x = torch.randn(3, 3, model.img_size, model.img_size)
+    whole = model(x)  # grad enabled: whole batches
+    calls: list[int] = []
+    monkeypatch.setattr(network, "_SPLIT_BYTES", 0)
+    monkeypatch.setattr(network, "_PART_TOKENS", 1)  # one image a part
+    for stage in model.stages:
+        stage.blocks.register_forward_pre_hook(lambda _, args: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        parts = model(x)
+    assert calls == [1, 1, 1] * len(model.stages)
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
