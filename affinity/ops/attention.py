@@ -95,7 +95,9 @@ class Attention(Affinity):
             self.rel_pos_table = nn.Parameter(torch.empty((2 * w - 1) ** 2, self.heads))
             nn.init.trunc_normal_(self.rel_pos_table, std=0.02)
         if self.given_hw is not None:
-            self._window_shift(*self.given_hw)
+            ws, shift = self._window_shift(*self.given_hw)
+            if ws:
+                self._window_order(*self.given_hw, ws, shift, torch.device("cpu"))
 
     def _window_shift(self, h: int, w: int) -> tuple[int, int]:
         """(window, shift) for an h×w map; ConfigError when the map cannot be windowed."""
@@ -159,10 +161,12 @@ class Attention(Affinity):
         """(nW·L,) token indices of the windows of the map rolled by −shift (row-major windows,
         row-major inside each), and the inverse permutation; built once per map."""
         key = (h, w, ws, shift, device)
-        if key not in self._orders:
-            grid = torch.arange(h * w, device=device).view(1, h, w, 1)
-            order = _windows(torch.roll(grid, (-shift, -shift), (1, 2)), ws).reshape(-1)
-            self._orders[key] = order, torch.argsort(order)
+        if key not in self._orders:  # built by moves only (fvcore counts them zero on purpose)
+            tokens = torch.arange(h * w, device=device)
+            order = _windows(torch.roll(tokens.view(1, h, w, 1), (-shift, -shift), (1, 2)), ws).reshape(-1)
+            # the window position of each map token: unpartition, then roll by +shift
+            grid = tokens.view(h // ws, w // ws, ws, ws).permute(0, 2, 1, 3).reshape(h, w)
+            self._orders[key] = order, torch.roll(grid, (shift, shift), (0, 1)).reshape(-1)
         return self._orders[key]
 
     def _rel_index(self, ws: int, device: torch.device) -> Tensor:
