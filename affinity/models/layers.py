@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.ops.layers import Affine, LayerNorm2d, make_act, make_norm
+from affinity.ops.layers import Affine, Conv1x1, LayerNorm2d, make_act, make_norm
 
 __all__ = [
     "Affine",
@@ -87,22 +87,61 @@ class ChannelMlp(nn.Module):
     ) -> None:
         super().__init__()
         self.channels_last = norm is None
+        self.hidden = hidden
         self.fc1: nn.Module = (
-            nn.Linear(dim, hidden, bias=bias) if self.channels_last else nn.Conv2d(dim, hidden, 1, bias=bias)
+            nn.Linear(dim, hidden, bias=bias) if self.channels_last else Conv1x1(dim, hidden, bias=bias)
         )
         self.norm1 = make_norm(norm, hidden)
         self.act = make_act(act)
         self.fc2: nn.Module = (
-            nn.Linear(hidden, dim, bias=bias) if self.channels_last else nn.Conv2d(hidden, dim, 1, bias=bias)
+            nn.Linear(hidden, dim, bias=bias) if self.channels_last else Conv1x1(hidden, dim, bias=bias)
         )
         self.norm2 = make_norm(norm, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        hidden_bytes = x.numel() // x.shape[1] * self.hidden * x.element_size()
+        if hidden_bytes > _LARGE_BYTES and not (
+            torch.is_grad_enabled() or self.training or torch.jit.is_tracing()
+        ):
+            return self._by_parts(x)
+        return self._whole(x)
+
+    def _whole(self, x: Tensor) -> Tensor:
         if self.channels_last:
-            y = self.fc2(self.act(self.fc1(x.permute(0, 2, 3, 1))))  # (B, H, W, C)
-            return y.permute(0, 3, 1, 2)
+            return self._tokens(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
         x = self.act(self.norm1(self.fc1(x)))  # (B, hidden, H, W)
         return self.norm2(self.fc2(x))  # (B, C, H, W)
+
+    def _tokens(self, t: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(t)))  # (..., C) -> (..., hidden) -> (..., C)
+
+    def _by_parts(self, x: Tensor) -> Tensor:
+        """``_whole(x)`` (eval, without autograd) computed ``_ROWS`` tokens at a time on a
+        channels-last map, one image at a time otherwise (1×1 convs and norms): the same
+        products row by row (equal up to rounding where the GEMM blocks fewer rows apart)."""
+        out = torch.empty_like(x)
+        if not self.channels_last:
+            for i in range(x.shape[0]):
+                out[i : i + 1] = self._whole(x[i : i + 1])
+            return out
+        t, rows = x.permute(0, 2, 3, 1), out.permute(0, 2, 3, 1)  # (B, H, W, C)
+        if not (t.is_contiguous() and rows.is_contiguous()):
+            return self._whole(x)
+        t, rows = t.reshape(-1, t.shape[-1]), rows.view(-1, t.shape[-1])  # (B·H·W, C)
+        for start in range(0, t.shape[0], _ROWS):
+            rows[start : start + _ROWS] = self._tokens(t[start : start + _ROWS])
+        return out
+
+
+#: a channel MLP whose hidden activations would take more than this computes them in parts
+#: in eval mode without autograd (and outside a trace, whose graph would hold one product
+#: per part of this batch size): a hidden tensor this large is out of the caches between
+#: fc1, the activation and fc2, and over glibc's 32 MiB dynamic mmap threshold a fresh mmap
+#: page-faulted on every forward. Batch 8, one thread: swin_t / as_mlp_t's first-stage MLP
+#: (38 MB) 87 -> 56 ms by 2048-token parts, repmlpnet_t224's (26 MB) 78 -> 41 ms by images;
+#: at 13-19 MB (their second stages) parts were 2-20% slower
+_LARGE_BYTES = 24 * 2**20
+_ROWS = 2048
 
 
 class GlobalPerceptron(nn.Module):
@@ -176,7 +215,7 @@ class PointwiseConv(nn.Sequential):
     """
 
     def __init__(self, dim: int, *, act: str, norm: str | None, eps: float = 1e-5) -> None:
-        super().__init__(nn.Conv2d(dim, dim, 1), make_act(act), make_norm(norm, dim, eps))
+        super().__init__(Conv1x1(dim, dim), make_act(act), make_norm(norm, dim, eps))
 
 
 class ConvBnRelu(nn.Sequential):
@@ -211,7 +250,7 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.patch_size = patch_size
         self.norm = make_norm(norm, patch_size * patch_size * in_dim, eps)
-        self.reduction = nn.Conv2d(patch_size * patch_size * in_dim, out_dim, 1, bias=False)
+        self.reduction = Conv1x1(patch_size * patch_size * in_dim, out_dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.pixel_unshuffle(x, self.patch_size)  # (B, p²C, H/p, W/p)

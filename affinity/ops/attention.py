@@ -48,6 +48,7 @@ class Attention(Affinity):
     """
 
     dynamic = True
+    channels_last = True
     paper = (
         "Self-attention (Vaswani 2017 eq. 1; Swin, Liu et al. 2021, eq. 4): A(X) = softmax(QK^T/sqrt(d) + B)"
     )
@@ -86,6 +87,7 @@ class Attention(Affinity):
         if self.qk.bias is not None:
             nn.init.zeros_(self.qk.bias)
         self._masks: dict[tuple[object, ...], tuple[Tensor | None, Tensor]] = {}
+        self._orders: dict[tuple[object, ...], tuple[Tensor, Tensor]] = {}
         self.rel_pos_table: nn.Parameter | None = None
         if rel_pos_bias:
             w = self.window_size
@@ -93,7 +95,9 @@ class Attention(Affinity):
             self.rel_pos_table = nn.Parameter(torch.empty((2 * w - 1) ** 2, self.heads))
             nn.init.trunc_normal_(self.rel_pos_table, std=0.02)
         if self.given_hw is not None:
-            self._window_shift(*self.given_hw)
+            ws, shift = self._window_shift(*self.given_hw)
+            if ws:
+                self._window_order(*self.given_hw, ws, shift, torch.device("cpu"))
 
     def _window_shift(self, h: int, w: int) -> tuple[int, int]:
         """(window, shift) for an h×w map; ConfigError when the map cannot be windowed."""
@@ -125,33 +129,45 @@ class Attention(Affinity):
         self._check_x(v, x)
         b, c, h, w = v.shape
         nh, d = self.heads, self.head_dim
+        # token-layout views: free on channels-last maps (the block's layout), a copy otherwise
         if self.window_size is None:
             n = h * w
-            qk = self.qk(x.flatten(2).transpose(1, 2))  # (B, N, 2C)
+            qk = self.qk(x.permute(0, 2, 3, 1).reshape(b, n, self.dim_x))  # (B, N, 2C)
             q, k = qk.view(b, n, 2, nh, d).permute(2, 0, 3, 1, 4)  # (B, nh, N, d) each
-            vv = v.reshape(b, nh, d, n).transpose(2, 3)  # (B, nh, N, d)
+            vv = v.permute(0, 2, 3, 1).reshape(b, n, nh, d).transpose(1, 2)  # (B, nh, N, d)
             out = F.scaled_dot_product_attention(q, k, vv)  # (B, nh, N, d)
-            return out.transpose(2, 3).reshape(b, c, h, w)
+            return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
         ws, shift = self._window_shift(h, w)
-        qk = self.qk(x.permute(0, 2, 3, 1))  # (B, H, W, 2C)
-        vt = v.permute(0, 2, 3, 1)  # (B, H, W, C)
-        if shift:
-            qk = torch.roll(qk, (-shift, -shift), (1, 2))
-            vt = torch.roll(vt, (-shift, -shift), (1, 2))
-        q, k = _windows(qk, ws).unflatten(-1, (2, nh, d)).permute(3, 0, 1, 4, 2, 5)  # (B, nW, nh, L, d)
-        vw = _windows(vt, ws).unflatten(-1, (nh, d)).transpose(2, 3)  # (B, nW, nh, L, d)
+        n, nw, size = h * w, (h // ws) * (w // ws), ws * ws
+        order, inverse = self._window_order(h, w, ws, shift, v.device)
+        # Swin's roll by −shift then window partition, as one gather of the tokens (B, nW·L, ·)
+        qk = self.qk(x.permute(0, 2, 3, 1)).reshape(b, n, 2 * c).index_select(1, order)
+        vt = v.permute(0, 2, 3, 1).reshape(b, n, c).index_select(1, order)
+        q, k = qk.view(b, nw, size, 2, nh, d).permute(3, 0, 1, 4, 2, 5)  # (B, nW, nh, L, d) each
+        vw = vt.view(b, nw, size, nh, d).transpose(2, 3)  # (B, nW, nh, L, d)
         mask = self._window_mask(h, w, ws, shift, v)  # (nW or 1, nh or 1, L, L) or None
-        nw = q.shape[1]
         if mask is not None:  # 4-D attention (ONNX export takes no other): windows join the batch
             mask = mask.expand(b, nw, -1, -1, -1).flatten(0, 1)  # (B·nW, nh or 1, L, L)
         out = F.scaled_dot_product_attention(
             q.flatten(0, 1), k.flatten(0, 1), vw.flatten(0, 1), attn_mask=mask
-        )
-        out = out.unflatten(0, (b, nw))  # (B, nW, nh, L, d)
-        out = _unwindow(out.transpose(2, 3).flatten(3), h, w, ws)  # (B, H, W, C)
-        if shift:
-            out = torch.roll(out, (shift, shift), (1, 2))
-        return out.permute(0, 3, 1, 2).contiguous()
+        )  # (B·nW, nh, L, d)
+        # back to map order (the inverse gather: unpartition, then roll by +shift)
+        out = out.transpose(1, 2).reshape(b, n, c).index_select(1, inverse)
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
+
+    def _window_order(
+        self, h: int, w: int, ws: int, shift: int, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """(nW·L,) token indices of the windows of the map rolled by −shift (row-major windows,
+        row-major inside each), and the inverse permutation; built once per map."""
+        key = (h, w, ws, shift, device)
+        if key not in self._orders:  # built by moves only (fvcore counts them zero on purpose)
+            tokens = torch.arange(h * w, device=device)
+            order = _windows(torch.roll(tokens.view(1, h, w, 1), (-shift, -shift), (1, 2)), ws).reshape(-1)
+            # the window position of each map token: unpartition, then roll by +shift
+            grid = tokens.view(h // ws, w // ws, ws, ws).permute(0, 2, 1, 3).reshape(h, w)
+            self._orders[key] = order, torch.roll(grid, (shift, shift), (0, 1)).reshape(-1)
+        return self._orders[key]
 
     def _rel_index(self, ws: int, device: torch.device) -> Tensor:
         """(L, L) index into the (2w−1)² table, as Swin's relative_position_index."""
@@ -221,13 +237,6 @@ def _windows(t: Tensor, ws: int) -> Tensor:
     b, h, w, c = t.shape
     t = t.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
     return t.reshape(b, (h // ws) * (w // ws), ws * ws, c)
-
-
-def _unwindow(t: Tensor, h: int, w: int, ws: int) -> Tensor:
-    """(B, nW, L, C) -> (B, H, W, C)."""
-    b, c = t.shape[0], t.shape[-1]
-    t = t.view(b, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
-    return t.reshape(b, h, w, c)
 
 
 def _region_labels(h: int, w: int, ws: int, shift: int, device: torch.device) -> Tensor:

@@ -97,6 +97,10 @@ class Affinity(nn.Module, ABC):
     paper: ClassVar[str] = ""
     #: channels coupled by the matrix (see the module docstring); 1: a matrix per channel.
     channel_block: int = 1
+    #: True when the fast path reads tokens with their channels adjacent (a channels-last
+    #: map, ``torch.channels_last``) without copying: blocks whose mixers all say so run
+    #: channels-last (``affinity.models.network.Stage``). A speed hint; any layout works.
+    channels_last: ClassVar[bool] = False
     #: Its hyperparameters, declared once (see ``affinity.ops.params``).
     params: ClassVar[tuple[Param, ...]] = ()
     #: Parameters that change nothing under some values of the others (canonical forms).

@@ -119,6 +119,11 @@ class DepthwiseConv(Affinity):
         self._check_size(v.shape[2], v.shape[3])
         weight = self._per_channel(self.weight)  # (C, 1, k, k)
         bias = None if self.bias is None else self._per_channel(self.bias)
+        if self.kernel_size == 1:
+            # a per-channel scale; as a grouped conv, single-threaded CPU torch runs it as C
+            # separate 1×1 convolutions (RepMLPNet's k=1 branches: ~3,000 calls a forward)
+            out = v * weight.view(1, self.dim, 1, 1)
+            return out if bias is None else out + bias.view(1, self.dim, 1, 1)
         if self.padding == "zero" or self.pad == 0:
             return F.conv2d(v, weight, bias, padding=self.pad, dilation=self.dilation, groups=self.dim)
         v = F.pad(v, (self.pad,) * 4, mode=self.padding)

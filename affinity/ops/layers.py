@@ -27,6 +27,37 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+def is_channels_last(x: Tensor) -> bool:
+    """True when a (B, C, H, W) map is laid out channels-last (``torch.channels_last``: the
+    (B, H, W, C) view is contiguous), as after ``LayerNorm2d`` or a ``Conv1x1`` on such a map."""
+    return x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous()
+
+
+class Conv1x1(nn.Conv2d):
+    """A 1×1 convolution, ``nn.Conv2d(in_channels, out_channels, 1)``: channel mixing at every
+    position.
+
+    On a channels-last map it runs as one ``F.linear`` over the channels and returns a
+    channels-last map. As a convolution, single-threaded CPU torch copies such a map to NCHW
+    and runs one product per image (``_slow_conv2d_forward``), and the next token-layout op
+    (a norm, a linear, attention) copies it back. Other maps take the convolution.
+
+    Args:
+        in_channels: channels in.
+        out_channels: channels out.
+        bias: a bias per output channel.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not is_channels_last(x):
+            return super().forward(x)
+        y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)  # (B, H, W, C')
+        return y.permute(0, 3, 1, 2)
+
+
 class Affine(nn.Module):
     """ResMLP's norm replacement: per-channel ``α·x + β`` (Touvron et al. 2022, eq. 1).
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from affinity.errors import ConfigError
 from affinity.ops.base import AFFINITIES, Affinity
 from affinity.ops.config import BranchCfg, MixerCfg
-from affinity.ops.layers import make_act, make_norm
+from affinity.ops.layers import Conv1x1, make_act, make_norm
 
 
 def build_affinity(
@@ -141,7 +141,7 @@ class Branch(nn.Module):
         super().__init__()
         self.affinity: Affinity = affinity
         self.norm = make_branch_norm(norm, affinity, dim, where)
-        self.proj: nn.Module = nn.Conv2d(dim, dim, 1) if proj else nn.Identity()
+        self.proj: nn.Module = Conv1x1(dim, dim) if proj else nn.Identity()
         self.act = make_act(act)
         # a norm is not linear in training mode (batch statistics); kept out in eval mode too
         self.linear = not proj and act is None and norm is None and not getattr(affinity, "affine", False)
@@ -232,7 +232,7 @@ class ContextAggregation(nn.Module):
         width = max(1, round(width_ratio * dim))
         self.width = width
         self.proj_in = nn.Sequential(
-            nn.Conv2d(dim, width, 1, bias=proj_bias) if proj_in else nn.Identity(),
+            Conv1x1(dim, width, bias=proj_bias) if proj_in else nn.Identity(),
             make_norm(proj_in_norm, width),
             make_act(proj_in_act),
             make_norm(value_norm, width),
@@ -250,7 +250,7 @@ class ContextAggregation(nn.Module):
         )
         self.proj_out = nn.Sequential(
             make_norm(proj_out_norm, width),
-            nn.Conv2d(width, dim, 1, bias=proj_bias) if proj_out else nn.Identity(),
+            Conv1x1(width, dim, bias=proj_bias) if proj_out else nn.Identity(),
         )
         self.heads = self._coefficient_heads() if coef_per_head else 1
         n = self.heads

@@ -77,6 +77,7 @@ class AxialShift(Affinity):
         axis: ``h`` or ``w``.
     """
 
+    channels_last = True
     paper = (
         "Axial shift (AS-MLP, Lian et al., ICLR 2022): out[c,i] = v[c, i - (g(c) - s//2)·d] along one axis"
     )

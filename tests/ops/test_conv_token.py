@@ -39,7 +39,7 @@ def toeplitz(kernel: torch.Tensor, h: int, w: int, dilation: int, padding: str) 
 
 
 @pytest.mark.parametrize("padding", ["zero", "circular", "reflect", "replicate"])
-@pytest.mark.parametrize(("kernel_size", "dilation"), [(3, 1), (5, 1), (3, 2)])
+@pytest.mark.parametrize(("kernel_size", "dilation"), [(1, 1), (3, 1), (5, 1), (3, 2)])
 def test_dwconv_matrix_is_the_toeplitz_of_its_kernel(padding: str, kernel_size: int, dilation: int) -> None:
     h, w, c = 5, 6, 3
     aff = create_affinity(
@@ -64,18 +64,22 @@ def test_dwconv_matrix_is_the_toeplitz_of_its_kernel(padding: str, kernel_size: 
     torch.testing.assert_close(aff(x), conv(x), atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("kernel_size", [1, 3])
 @pytest.mark.parametrize(
     ("layout", "sets_of"), [("consecutive", [0, 0, 0, 1, 1, 1]), ("interleaved", [0, 1, 0, 1, 0, 1])]
 )
-def test_dwconv_share_layout(layout: str, sets_of: list[int]) -> None:
-    """share=S: S kernels; consecutive C/S channels each, or channel c -> c mod S (RepMLPNet)."""
-    aff = create_affinity("dwconv", dim=6, kernel_size=3, share=2, share_layout=layout, bias=True).double()
-    assert aff.weight.shape == (2, 1, 3, 3)
+def test_dwconv_share_layout(layout: str, sets_of: list[int], kernel_size: int) -> None:
+    """share=S: S kernels; consecutive C/S channels each, or channel c -> c mod S (RepMLPNet).
+    The 1×1 kernel (a per-channel scale, computed without a conv) gives the conv's numbers."""
+    aff = create_affinity(
+        "dwconv", dim=6, kernel_size=kernel_size, share=2, share_layout=layout, bias=True
+    ).double()
+    assert aff.weight.shape == (2, 1, kernel_size, kernel_size)
     x = torch.randn(1, 6, 4, 4, dtype=torch.float64)
     out = aff(x)
     for ch, s in enumerate(sets_of):
         single = torch.nn.functional.conv2d(
-            x[:, ch : ch + 1], aff.weight[s : s + 1], aff.bias[s : s + 1], padding=1
+            x[:, ch : ch + 1], aff.weight[s : s + 1], aff.bias[s : s + 1], padding=kernel_size // 2
         )
         torch.testing.assert_close(out[:, ch : ch + 1], single, atol=1e-12, rtol=0)
 

@@ -1,0 +1,72 @@
+"""The speed paths give the numbers of the plain ones: row-chunked channel MLP, 1×1 convs
+as linears on channels-last maps, channels-last stages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from affinity.models import create_model, layers, network
+from affinity.ops.layers import Conv1x1, is_channels_last
+
+
+@pytest.mark.parametrize("norm", [None, "batchnorm"])
+def test_channel_mlp_by_parts_equals_whole(monkeypatch: pytest.MonkeyPatch, norm: str | None) -> None:
+    """Tokens by rows (linears, channels-last) or images one by one (1×1 convs + BatchNorm)."""
+    torch.manual_seed(0)
+    mlp = layers.ChannelMlp(6, 24, norm=norm).double()
+    x = torch.randn(3, 6, 5, 7, dtype=torch.float64)
+    if norm is None:
+        x = x.contiguous(memory_format=torch.channels_last)
+    else:  # running statistics that are not the identity
+        mlp(x)
+    mlp.eval()
+    whole = mlp(x)  # grad enabled: the whole map at once
+    monkeypatch.setattr(layers, "_LARGE_BYTES", 0)
+    monkeypatch.setattr(layers, "_ROWS", 8)  # 105 tokens: 14 parts, the last one short
+    with torch.no_grad():
+        parts = mlp(x)
+    torch.testing.assert_close(parts, whole, atol=1e-12, rtol=0)  # a shorter GEMM may round apart
+    assert is_channels_last(parts) == (norm is None)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv1x1_channels_last_is_the_conv(bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = Conv1x1(5, 3, bias=bias).double()
+    x = torch.randn(2, 5, 4, 6, dtype=torch.float64)
+    plain = conv(x)  # NCHW: the convolution
+    fast = conv(x.contiguous(memory_format=torch.channels_last))  # a linear over channels
+    assert not is_channels_last(plain) and is_channels_last(fast)
+    torch.testing.assert_close(fast, plain, atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        plain, torch.nn.functional.conv2d(x, conv.weight, conv.bias), atol=1e-12, rtol=0
+    )
+
+
+@pytest.mark.parametrize(("name", "channels_last"), [("swin_t", True), ("resmlp_s12", False)])
+def test_stages_run_channels_last_when_their_affinities_do(name: str, channels_last: bool) -> None:
+    model = create_model(name, num_classes=3)
+    assert all(stage.channels_last == channels_last for stage in model.stages)
+
+
+@pytest.mark.parametrize("name", ["as_mlp_t", "swin_t"])
+def test_channels_last_stages_by_parts_of_the_batch_equal_whole(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    torch.manual_seed(0)
+    small = {"dims": (8, 16, 16, 16), "depths": (2, 1, 1, 1)}
+    if name == "swin_t":  # shifted windows with a relative bias, as tests/checkpoints/test_export.py
+        small |= {"heads": (1, 2, 2, 2), "window_size": 4}
+    model = create_model(name, img_size=32, num_classes=3, **small).eval()
+    x = torch.randn(3, 3, model.img_size, model.img_size)
+    whole = model(x)  # grad enabled: whole batches
+    calls: list[int] = []
+    monkeypatch.setattr(network, "_SPLIT_BYTES", 0)
+    monkeypatch.setattr(network, "_PART_TOKENS", 1)  # one image a part
+    for stage in model.stages:
+        stage.blocks.register_forward_pre_hook(lambda _, args: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        parts = model(x)
+    assert calls == [1, 1, 1] * len(model.stages)
+    torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
