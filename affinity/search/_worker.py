@@ -151,6 +151,41 @@ def _reaped(worker: int, number: int) -> None:
     )
 
 
+#: seconds between looks at a configuration another worker is training
+CLAIM_POLL_S = 0.5
+
+
+def claim(study: optuna.Study, spec: RunSpec, trial: optuna.Trial, digest: str) -> Any:
+    """Whether ``trial`` trains configuration ``digest``: the earlier finished trial that
+    evaluated it (to copy, a duplicate), or None when ``trial`` is the one to train it.
+
+    While another worker trains the same configuration this waits for its result: a trial is
+    seeded by its configuration's hash, so a second training would give the same figures and
+    count the configuration twice towards n_trials. The check and the claim (the ``claimed``
+    attribute) happen under the study's ask lock, so two workers never both train it; a dead
+    claimer's trial is reaped meanwhile, and then this trial trains it.
+    """
+    import time
+
+    from optuna.trial import TrialState
+
+    from affinity.search.objective import find_duplicate
+    from affinity.search.storages import ask_lock
+    from affinity.search.study import reap_stale
+
+    while True:
+        with ask_lock(spec.storage, spec.study, spec.lock):
+            reap_stale(study)
+            earlier = find_duplicate(study, trial.number, digest)
+            if earlier is not None:
+                return earlier
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not any(t.number != trial.number and t.user_attrs.get("claimed") == digest for t in running):
+                trial.set_user_attr("claimed", digest)
+                return None
+        time.sleep(CLAIM_POLL_S)
+
+
 def _run_trial(
     trial: optuna.Trial,
     study: optuna.Study,
@@ -173,6 +208,7 @@ def _run_trial(
         outcome = evaluate(
             trial, study, spec.space, spec.settings, data,
             device=device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase,
+            claim=lambda digest: claim(study, spec, trial, digest),
         )  # fmt: skip
     except UpdateFinishedTrialError:
         return None, None

@@ -109,7 +109,9 @@ def cpu_latency_ms(model: Any, in_chans: int, img_size: int, threads: int = 1) -
     return 1000 * statistics.median(times)
 
 
-def _find_duplicate(study: optuna.Study, trial_number: int, digest: str) -> Any:
+def find_duplicate(study: optuna.Study, trial_number: int, digest: str) -> Any:
+    """The finished trial (other than ``trial_number``) that evaluated configuration
+    ``digest``, or None."""
     from optuna.trial import TrialState
 
     for t in study.get_trials(
@@ -135,6 +137,7 @@ def evaluate(
     threads: int,
     on_epoch: Callable[[int, int, float], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
+    claim: Callable[[str], Any] | None = None,
 ) -> Outcome:
     """Run one trial; the result is returned, not told (the caller tells the study).
 
@@ -149,6 +152,9 @@ def evaluate(
         on_epoch: ``(epoch, epochs, val_acc)`` after each epoch (for the live display).
         on_phase: called with ``sample``, ``build``, ``flops``, ``train`` (after each epoch,
             inside the training loop) and ``eval`` as each phase runs (tests interrupt there).
+        claim: ``claim(config_hash)`` -> the earlier finished trial to copy, or None when this
+            trial is the one to train it; workers pass one that also waits while another worker
+            trains the same configuration (``_worker``). Default: ``find_duplicate``.
 
     Raises:
         optuna.TrialPruned: the pruner stopped it (the caller records it as PRUNED).
@@ -173,7 +179,7 @@ def evaluate(
     trial.set_user_attr("config", cfg.to_dict())
     trial.set_user_attr("config_hash", digest)
 
-    earlier = _find_duplicate(study, trial.number, digest)
+    earlier = claim(digest) if claim is not None else find_duplicate(study, trial.number, digest)
     if earlier is not None:
         copied = {k: earlier.user_attrs[k] for k in RESULT_ATTRS if k in earlier.user_attrs}
         copied.update(duplicate_of=earlier.number, status="duplicate", duplicate_status=copied.get("status"))
