@@ -13,6 +13,7 @@ import optuna
 
 from affinity.search._worker import RunSpec, claim
 from affinity.search.space import load_space
+from affinity.search.storages import ask_lock
 from affinity.search.study import HOST, default_storage_path, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -26,23 +27,26 @@ def _setup() -> tuple[optuna.Study, RunSpec]:
     return study, RunSpec(space, space.settings, "c", folder, None, 4, ("cpu",), 1)
 
 
-def _ask(study: optuna.Study) -> optuna.Trial:
-    trial = study.ask()
-    trial.set_user_attr("host", HOST)
-    trial.set_user_attr("pid", os.getpid())
+def _ask(study: optuna.Study, spec: RunSpec) -> optuna.Trial:
+    """As a worker asks: under the ask lock, host and PID recorded with the ask (a trial
+    without them is one whose worker died while asking, and a claim's reaping fails it)."""
+    with ask_lock(spec.storage, spec.study, spec.lock):
+        trial = study.ask()
+        trial.set_user_attr("host", HOST)
+        trial.set_user_attr("pid", os.getpid())
     return trial
 
 
 def test_second_claim_waits_for_the_first_and_copies_it() -> None:
     study, spec = _setup()
-    first, second = _ask(study), _ask(study)
+    first, second = _ask(study, spec), _ask(study, spec)
     assert claim(study, spec, first, "x") is None  # first: trains it
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(claim(study, spec, second, "x")))
     waiter.start()
     waiter.join(timeout=1.5)
     assert waiter.is_alive() and not got  # x is being trained by `first`: it waits
-    assert claim(study, spec, _ask(study), "y") is None  # another configuration is not held up
+    assert claim(study, spec, _ask(study, spec), "y") is None  # another configuration is not held up
     first.set_user_attr("config_hash", "x")
     first.set_user_attr("status", "ok")
     study.tell(first, [0.5, 0.1])
@@ -56,10 +60,10 @@ def test_a_dead_claimers_configuration_is_taken_over() -> None:
     study, spec = _setup()
     gone = subprocess.Popen(["true"])
     gone.wait()
-    dead = _ask(study)
+    dead = _ask(study, spec)
     assert claim(study, spec, dead, "x") is None
     dead.set_user_attr("pid", gone.pid)  # then its worker died
-    live = _ask(study)
+    live = _ask(study, spec)
     assert claim(study, spec, live, "x") is None  # the dead one is reaped, this one trains x
     trials = study.get_trials(deepcopy=False)
     assert trials[dead.number].state.name == "FAIL"
