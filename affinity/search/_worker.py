@@ -354,10 +354,10 @@ def _loop(
             ran += 1
             if on_phase is not None:
                 on_phase("leaderboard", number)
-            start = time.perf_counter()
             if on_trial is not None:
+                start = time.perf_counter()
                 on_trial(study)
-            outputs_s = time.perf_counter() - start
+                outputs_s = time.perf_counter() - start
             interrupts.raise_pending()
             streak = streak + 1 if outcome.attrs.get("status") == "duplicate" else 0
             if streak >= MAX_CONSECUTIVE_DUPLICATES:
