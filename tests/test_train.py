@@ -50,6 +50,7 @@ def small_net(in_chans: int = 1, num_classes: int = 10) -> nn.Module:
 def _without_time(m: TrainMetrics) -> dict:
     d = m.to_dict()
     d.pop("wall_s")
+    d.pop("eval_s")
     for h in d["history"]:
         h.pop("wall_s")
     return d

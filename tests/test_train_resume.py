@@ -49,6 +49,7 @@ def _ctrl_c_at(monkeypatch, step: int) -> None:
 def _strip_times(record: dict) -> dict:
     m = dict(record["metrics"])
     m.pop("wall_s")
+    m.pop("eval_s")
     m["history"] = [{k: v for k, v in h.items() if k != "wall_s"} for h in m["history"]]
     return m
 

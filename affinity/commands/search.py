@@ -198,6 +198,10 @@ def command(
         f"{summary.duplicates} duplicate proposals reused an earlier result and did not count",
         highlight=False,
     )
+    from affinity.search.timing import shares_line
+
+    if (shares := shares_line(board)) is not None:
+        console.print(shares, highlight=False)
     if settings.objective == "pareto":
         from affinity.search.hypervolume import REF_MARGIN, study_hypervolume
 

@@ -11,6 +11,7 @@ from affinity._progress import Mode, log_line
 
 if TYPE_CHECKING:
     import optuna
+    import pandas as pd
 
 __all__ = ["Display", "Summary", "summarise"]
 
@@ -36,14 +37,16 @@ class Summary:
         return (time.monotonic() - self.started) / new * max(0, self.target - self.done)
 
 
-def summarise(study: optuna.Study, summary: Summary) -> None:
+def summarise(study: optuna.Study, summary: Summary, board: pd.DataFrame | None = None) -> None:
+    """Update ``summary`` from ``study`` and its leaderboard (built here when not given)."""
     from affinity.search.leaderboard import build_leaderboard
     from affinity.search.study import counted, duplicates
 
     trials = study.get_trials(deepcopy=False)
     summary.done, summary.running = counted(trials)
     summary.duplicates = duplicates(trials)
-    board = build_leaderboard(study)
+    if board is None:
+        board = build_leaderboard(study)
     accs = board.loc[board["state"] == "COMPLETE", "val_acc"].dropna()
     summary.best_acc = float(accs.max()) if len(accs) else None
     summary.front = int(((board["pareto_rank"] == 1) & (board["status"] != "duplicate")).sum())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from affinity.errors import AffinityError
 from affinity.search._interrupts import Interrupts
 from affinity.search.objective import Outcome
+from affinity.search.timing import ATTR, PhaseClock, phases_hooked
 
 if TYPE_CHECKING:
     import optuna
@@ -85,7 +86,7 @@ def open_study(spec: RunSpec) -> optuna.Study:
 
 
 #: the phases of a trial, in order, as ``on_phase`` names them (tests interrupt at each)
-PHASES = ("ask", "sample", "build", "flops", "train", "eval", "tell", "leaderboard")
+PHASES = phases_hooked()
 INTERRUPTED = Outcome("FAIL", None, {"status": "interrupted", "reason": "interrupted (Ctrl-C)"})
 #: ``on_phase(phase, trial_number)``: called as each phase of a trial starts
 PhaseHook = Callable[[str, int], None]
@@ -123,16 +124,24 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
     return trial
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: int) -> bool:
-    """Record the outcome; False when another worker had already failed the trial as stale
-    (its heartbeat was late: this worker was stalled or cut off from the database) and
-    queued its configuration again, so this result is dropped."""
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: int, clock: PhaseClock | None = None
+) -> bool:
+    """Record the outcome (and the trial's phase times, when ``clock`` timed them); False when
+    another worker had already failed the trial as stale (its heartbeat was late: this
+    worker was stalled or cut off from the database) and queued its configuration again, so
+    this result is dropped."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     try:
+        stored = trial.user_attrs  # this process's copy: what the trial already wrote
         for key, value in outcome.attrs.items():
-            trial.set_user_attr(key, value)
+            if key not in stored or stored[key] != value:  # each write is a storage round trip
+                trial.set_user_attr(key, value)
+        if clock is not None:
+            clock.stop()
+            trial.set_user_attr(ATTR, clock.record())
         values = outcome.values if outcome.state == "COMPLETE" else None
         study.tell(trial, values=values, state=TrialState[outcome.state])
     except UpdateFinishedTrialError:
@@ -194,6 +203,7 @@ def _run_trial(
     device: str,
     on_epoch: Callable[[int, int, float], None] | None,
     on_phase: Callable[[str], None] | None,
+    clock: PhaseClock,
 ) -> tuple[Outcome | None, BaseException | None]:
     """Evaluate the trial; every ending but Ctrl-C becomes an Outcome (a bug's exception is
     returned beside it, to be raised once the trial is told); None when another worker
@@ -207,7 +217,7 @@ def _run_trial(
     try:
         outcome = evaluate(
             trial, study, spec.space, spec.settings, data,
-            device=device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase,
+            device=device, threads=spec.threads, on_epoch=on_epoch, on_phase=on_phase, clock=clock,
             claim=lambda digest: claim(study, spec, trial, digest),
         )  # fmt: skip
     except UpdateFinishedTrialError:
@@ -281,13 +291,17 @@ def _loop(
 
     ran = 0
     streak = 0  # duplicate proposals in a row
+    outputs_s = 0.0  # the leaderboard rewrite after the last trial, recorded on the next one
     with Interrupts() as interrupts:
         while True:
             trial: optuna.Trial | None = None
             told = False
             beat = contextlib.ExitStack()  # the trial's heartbeat (RDB storages), stopped before telling
+            clock = PhaseClock()
+            clock.add("leaderboard", outputs_s)
             try:
                 with interrupts.held():
+                    clock.start("ask")
                     asked = retrying(spec.storage, _ask, study, spec, worker, reset=reset)
                     if not isinstance(asked, str):
                         trial = asked
@@ -314,16 +328,17 @@ def _loop(
                     def phase_cb(phase: str, _n: int = number) -> None:
                         on_phase(phase, _n)
 
-                outcome, bug = _run_trial(trial, study, spec, data, device, epoch_cb, phase_cb)
+                outcome, bug = _run_trial(trial, study, spec, data, device, epoch_cb, phase_cb, clock)
                 if outcome is None:
                     told = True
                     _reaped(worker, number)
                     continue
                 with interrupts.held():
+                    clock.start("tell")
                     if on_phase is not None:
                         on_phase("tell", number)
                     beat.close()
-                    retrying(spec.storage, _tell, study, trial, outcome, worker, reset=reset)
+                    retrying(spec.storage, _tell, study, trial, outcome, worker, clock, reset=reset)
                     told = True
                 if bug is not None:
                     raise bug
@@ -340,7 +355,9 @@ def _loop(
             if on_phase is not None:
                 on_phase("leaderboard", number)
             if on_trial is not None:
+                start = time.perf_counter()
                 on_trial(study)
+                outputs_s = time.perf_counter() - start
             interrupts.raise_pending()
             streak = streak + 1 if outcome.attrs.get("status") == "duplicate" else 0
             if streak >= MAX_CONSECUTIVE_DUPLICATES:

@@ -19,6 +19,10 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 - ``config_hash``: 12 hex digits of the model configuration (duplicates share it).
 - ``duplicate_of``: the trial whose result a duplicate reuses.
 - ``reason``: why a trial was over budget, rejected, pruned or interrupted.
+- ``time_ask``, ``time_sample``, ``time_build``, ``time_flops``, ``time_train``, ``time_eval``,
+  ``time_latency``, ``time_tell``, ``time_leaderboard``: the seconds the trial spent in each
+  phase (``affinity.search.timing`` says what each covers); empty for a trial that recorded
+  none (running, interrupted).
 - then one column per searched parameter, named by its key path (``model.mixer.shift_size``);
   empty where a conditional parameter did not exist in that trial.
 """
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity._io import atomic_write_text
+from affinity.search import timing
 
 if TYPE_CHECKING:
     import optuna
@@ -62,6 +67,7 @@ COLUMNS = (
     "config_hash",
     "duplicate_of",
     "reason",
+    *timing.COLUMNS,
 )
 
 
@@ -143,6 +149,7 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
             "config_hash": attrs.get("config_hash"),
             "duplicate_of": attrs.get("duplicate_of"),
             "reason": attrs.get("reason"),
+            **timing.row_times(attrs),
         }
         for name in params:
             row[name] = t.params.get(name)
@@ -154,16 +161,16 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
         if r["state"] == "COMPLETE" and _finite(r["val_acc"]) and _finite(r["gflops"])
     ]
     ranks, dominated = pareto_ranks([rows[i]["val_acc"] for i in done], [rows[i]["gflops"] for i in done])
-    board["pareto_rank"] = pd.array([None] * len(rows), dtype="Int64")
-    board["dominated_by"] = pd.array([None] * len(rows), dtype="Int64")
+    rank_of = dict(zip(done, ranks))
+    dominated_of = dict(zip(done, dominated))
+    board["pareto_rank"] = pd.array([rank_of.get(i) for i in range(len(rows))], dtype="Int64")
+    board["dominated_by"] = pd.array([dominated_of.get(i) for i in range(len(rows))], dtype="Int64")
     board["duplicate_of"] = board["duplicate_of"].astype("Int64")
-    for i, rank, dom in zip(done, ranks, dominated):
-        board.loc[i, "pareto_rank"] = rank
-        board.loc[i, "dominated_by"] = dom
     for name in params:  # keep ints as ints where a conditional parameter is missing (no 3.0)
         board[name] = pd.Series([r[name] for r in rows], dtype=object)
     board["n_seeds"] = board["n_seeds"].astype("Int64")
-    for col in ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s"):
+    floats = ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s")
+    for col in (*floats, *timing.COLUMNS):
         board[col] = pd.to_numeric(board[col], errors="coerce").astype(float)
     if len(board):
         board = board.sort_values(

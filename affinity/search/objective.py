@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from affinity.data import DatasetSplits
     from affinity.search.space import Settings, Space
+    from affinity.search.timing import PhaseClock
 
 __all__ = ["Outcome", "cpu_latency_ms", "evaluate", "seeded_model", "trial_seed"]
 
@@ -87,12 +88,18 @@ class Outcome:
 
 
 def cpu_latency_ms(model: Any, in_chans: int, img_size: int, threads: int = 1) -> float:
-    """Median CPU wall time (ms) of one forward pass at batch 1, on ``threads`` threads."""
+    """Median CPU wall time (ms) of one forward pass at batch 1, on ``threads`` threads.
+
+    A model on the CPU is timed as it is, in eval mode (its mode restored after); one on
+    another device, on a CPU copy."""
     import copy
 
     import torch
 
-    cpu = copy.deepcopy(model).cpu().eval()
+    on_cpu = all(t.device.type == "cpu" for t in (*model.parameters(), *model.buffers()))
+    cpu = model if on_cpu else copy.deepcopy(model).cpu()
+    was_training = cpu.training
+    cpu.eval()
     x = torch.randn(1, in_chans, img_size, img_size)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -106,6 +113,7 @@ def cpu_latency_ms(model: Any, in_chans: int, img_size: int, threads: int = 1) -
                 times.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(before)
+        cpu.train(was_training)
     return 1000 * statistics.median(times)
 
 
@@ -138,6 +146,7 @@ def evaluate(
     on_epoch: Callable[[int, int, float], None] | None = None,
     on_phase: Callable[[str], None] | None = None,
     claim: Callable[[str], Any] | None = None,
+    clock: PhaseClock | None = None,
 ) -> Outcome:
     """Run one trial; the result is returned, not told (the caller tells the study).
 
@@ -150,11 +159,13 @@ def evaluate(
         device: ``cpu`` or ``cuda``.
         threads: torch CPU threads for training and for the latency.
         on_epoch: ``(epoch, epochs, val_acc)`` after each epoch (for the live display).
-        on_phase: called with ``sample``, ``build``, ``flops``, ``train`` (after each epoch,
-            inside the training loop) and ``eval`` as each phase runs (tests interrupt there).
+        on_phase: called with ``sample``, ``build``, ``flops``, ``train`` (as training starts
+            and after each epoch, inside the training loop) and ``latency`` as each phase
+            runs (tests interrupt there).
         claim: ``claim(config_hash)`` -> the earlier finished trial to copy, or None when this
             trial is the one to train it; workers pass one that also waits while another worker
             trains the same configuration (``_worker``). Default: ``find_duplicate``.
+        clock: splits the trial's time among its phases (``affinity.search.timing``).
 
     Raises:
         optuna.TrialPruned: the pruner stopped it (the caller records it as PRUNED).
@@ -167,6 +178,8 @@ def evaluate(
     from affinity.train import train
 
     def phase(name: str) -> None:
+        if clock is not None:
+            clock.start(name)
         if on_phase is not None:
             on_phase(name)
 
@@ -230,8 +243,8 @@ def evaluate(
             return
         # the pruner and epoch_acc follow the first seed (a step is reported once)
         epoch_acc.append(float(acc))
-        trial.set_user_attr("epoch_acc", epoch_acc)
-        if single:
+        if single:  # what the worker records if the pruner stops it (else it comes with the result)
+            trial.set_user_attr("epoch_acc", epoch_acc)
             trial.report(float(acc), epoch)
             if trial.should_prune():
                 trial.set_user_attr("val_acc", float(acc))
@@ -242,6 +255,7 @@ def evaluate(
     seeds = [trial_seed(settings.seed, digest, k) for k in range(settings.repeats)]
     accs: list[float] = []
     train_s = 0.0
+    phase("train")
     for repeat, seed in enumerate(seeds):
         net = model if repeat == 0 else seeded_model(cfg, data, seed)
         train_cfg = dataclasses.replace(settings.budget, seed=seed, device=device, threads=threads)
@@ -251,8 +265,10 @@ def evaluate(
             return Outcome("FAIL", attrs={**attrs, "status": "rejected", "reason": f"train: {exc}"})
         accs.append(float(metrics.val_acc))
         train_s += float(metrics.wall_s)
+        if clock is not None:
+            clock.move("train", "eval", metrics.eval_s)
     mean, std = seed_spread(accs)
-    phase("eval")
+    phase("latency")
     attrs.update(
         val_acc=mean,
         val_acc_std=std,

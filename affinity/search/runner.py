@@ -71,8 +71,7 @@ def run_search(
     display = Display(summary, spec.study, mode)
 
     def after_trial(st: optuna.Study) -> None:
-        write_outputs(st, spec.folder)
-        summarise(st, summary)
+        summarise(st, summary, write_outputs(st, spec.folder))
         summary.current = ""
         display.trial_finished()
 
@@ -99,7 +98,7 @@ def run_search(
         raise
     with storage_errors(spec.storage):
         board = write_outputs(study, spec.folder)
-        summarise(study, summary)
+        summarise(study, summary, board)
     return study, board, summary
 
 

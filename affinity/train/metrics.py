@@ -36,6 +36,8 @@ class TrainMetrics:
         epochs_run: epochs completed (the last may be partial under a step budget).
         steps: optimiser steps taken.
         wall_s: seconds spent in ``train`` (evaluation included).
+        eval_s: the part of them spent evaluating the val split (in this call: a resumed run
+            counts from where it resumed).
         device: where it ran.
         history: one record per epoch.
         interrupted: the run was stopped before its budget was spent (``should_stop``); the
@@ -53,6 +55,7 @@ class TrainMetrics:
     wall_s: float
     device: str
     history: list[EpochRecord] = field(default_factory=list)
+    eval_s: float = 0.0
     interrupted: bool = False
     state: TrainState | None = field(default=None, repr=False, compare=False)
 
