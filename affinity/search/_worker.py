@@ -160,7 +160,9 @@ def _reaped(worker: int, number: int) -> None:
     )
 
 
-#: seconds between looks at a configuration another worker is training
+#: seconds between looks at a study another worker may still finish: a configuration it
+#: trains (``claim``), or a full study whose last trials run (not the heartbeat interval:
+#: that is 30 s by default, and a worker slept that long after the study's last trial)
 CLAIM_POLL_S = 0.5
 
 
@@ -311,7 +313,7 @@ def _loop(
                 if asked == DONE:
                     break
                 if trial is None:  # WAIT: the study is full until a running trial ends or is reaped
-                    time.sleep(spec.heartbeat or 1.0)
+                    time.sleep(CLAIM_POLL_S)
                     continue
                 number = trial.number
                 if on_start is not None:
