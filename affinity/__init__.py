@@ -9,22 +9,27 @@ and ``affinity --help`` stay instant.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it; resolved on first access (PEP 562)
-_LAZY = {
-    "create_model": "affinity.models",
-    "list_models": "affinity.models",
-    "profile": "affinity.profiling",
-    "AffinityError": "affinity.errors",
-}
 
-__all__ = ["__version__", *_LAZY]
+def lazy_attributes(package: str, homes: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) for ``package``: public name -> the submodule of
+    ``package`` that defines it, imported on first access (so ``--help`` imports no torch)."""
+
+    def getattr_(name: str) -> Any:
+        if name not in homes:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{homes[name]}"), name)
+
+    return getattr_
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'affinity' has no attribute {name!r}")
+# public name -> the submodule that defines it
+_LAZY = {"create_model": "models", "list_models": "models", "profile": "profiling", "AffinityError": "errors"}
+
+__all__ = ["__version__", "lazy_attributes", *_LAZY]
+
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -14,8 +14,9 @@ first use, so the report can read ``FOLDER`` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from affinity import lazy_attributes
 
 if TYPE_CHECKING:
     from affinity.proxies._proxies import PROXIES, Batch, Proxy, Scores, first_batches, score_model
@@ -54,7 +55,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'affinity.proxies' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"affinity.proxies.{_HOME[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -9,8 +9,9 @@ declaration (``affinity train --help``) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from affinity import lazy_attributes
 
 if TYPE_CHECKING:
     from affinity.train.checkpoint import (
@@ -58,7 +59,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'affinity.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"affinity.train.{_HOME[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOME)
