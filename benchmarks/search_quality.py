@@ -14,6 +14,15 @@ Every study is scored at one reference point: val_acc 0 and 1.1 × the largest G
 in any run (printed). Each finished run is appended to ``--log`` (JSON lines) as it ends,
 so an interrupted benchmark can be summarised: ``--summarise LOG``.
 
+Every run trains with the same study seed (``--train-seed``, so a configuration gets the same
+training seeds and the same accuracy in every run) and varies only the sampler's seed: the
+regret then measures the sampler, not the luck of a configuration's training seed
+(``--vary-training`` gives each run its own study seed, as before). A configuration trained in
+one run is not trained again in another: its ``train`` result is cached by training seed and
+budget (exactly what training it again would give, since a trial's training is deterministic
+under its seed), in memory or in ``--cache FILE`` (JSON lines, kept across invocations). ``train
+s`` is the training time the run would have spent without the cache.
+
 Samplers: ``tpe`` (the default: multivariate, group, constant liar), ``nsga2``, ``random``,
 ``qmc``, and ``tpe-indep`` (independent TPE, no constant liar), ``tpe-startup`` (the default
 with n_startup_trials = n_trials // 2).
@@ -36,55 +45,132 @@ from typing import Any
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "tpe-startup", "tpe-indep")
 
 
-def _variant(name: str, n_trials: int) -> Any:
-    """A ``make_sampler`` for the TPE variants (the study module's own for the rest)."""
+class TrainCache:
+    """``affinity.train.train`` results by training seed and budget, shared by every run of
+    the benchmark (and, with ``path``, by later invocations).
+
+    The key is the training configuration less ``device`` and ``threads``: its seed comes from
+    ``trial_seed(study seed, config hash, repeat)``, so it names one configuration's one seed.
+    A hit replays the epochs' val accuracies through ``on_epoch`` (the display and a pruner
+    see what training would have shown) and returns the stored metrics.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.hits = 0
+        self.spent = 0.0  # training seconds of every call, hit or miss (what they cost uncached)
+        self.results: dict[str, dict[str, Any]] = {}
+        if path is not None and path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line:
+                    entry = json.loads(line)
+                    self.results[entry["key"]] = entry["metrics"]
+
+    @staticmethod
+    def key(cfg: Any, data: Any) -> str:
+        import dataclasses
+
+        plain = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("device", "threads")}
+        return json.dumps({"data": [data.name, data.img_size], **plain}, sort_keys=True, default=str)
+
+    def wrap(self, train: Any) -> Any:
+        from affinity.train.metrics import TrainMetrics
+
+        def cached(model: Any, data: Any, cfg: Any, *, on_epoch: Any = None, **kwargs: Any) -> Any:
+            key = self.key(cfg, data)
+            stored = self.results.get(key)
+            if stored is None:
+                metrics = train(model, data, cfg, on_epoch=on_epoch, **kwargs)
+                self.results[key] = stored = metrics.to_dict()
+                if self.path is not None:
+                    with open(self.path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"key": key, "metrics": stored}) + "\n")
+                self.spent += metrics.wall_s
+                return metrics
+            self.hits += 1
+            metrics = TrainMetrics.from_dict(stored)
+            self.spent += metrics.wall_s
+            if on_epoch is not None:
+                for record in metrics.history:
+                    on_epoch(record.epoch, record.val_acc)
+            return metrics
+
+        return cached
+
+
+def _variant(name: str, n_trials: int, offset: int) -> Any:
+    """A ``make_sampler`` for ``name`` whose seed is moved by ``offset`` (the run's sampler
+    seed; the study seed stays the training seed)."""
     import optuna
 
     from affinity.search import study as study_mod
 
     base = study_mod.make_sampler
-    if name not in ("tpe-indep", "tpe-startup"):
-        return base
 
     def make(settings: Any, space: Any, *, seed: int) -> Any:
+        seed += offset
         if name == "tpe-indep":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 3)))
-        startup = max(2, n_trials // 2)
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup
-        )
+        if name == "tpe-startup":
+            startup = max(2, n_trials // 2)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup
+            )
+        return base(settings, space, seed=seed)
 
     return make
 
 
-def run_one(space: str, sampler: str, seed: int, trials: int, threads: int, out: Path) -> dict[str, Any]:
+def run_one(
+    space: str,
+    sampler: str,
+    seed: int,
+    trials: int,
+    threads: int,
+    out: Path,
+    *,
+    train_seed: int | None,
+    cache: TrainCache,
+) -> dict[str, Any]:
+    """One study of ``trials`` distinct configurations; ``train_seed`` None: the study seed is
+    ``seed`` (training varies with the run), else the study seed is ``train_seed`` and the
+    sampler's seed is moved by ``seed``."""
     import pandas as pd
     from click.testing import CliRunner
 
+    import affinity.train
     from affinity.cli import cli
     from affinity.search import study as study_mod
 
     name = f"{sampler}-s{seed}"
     base = study_mod.make_sampler
-    study_mod.make_sampler = _variant(sampler, trials)
+    base_train = affinity.train.train
+    affinity.train.train = cache.wrap(base_train)  # type: ignore[attr-defined]
+    spent = cache.spent
+    study_seed = seed if train_seed is None else train_seed
+    study_mod.make_sampler = _variant(sampler, trials, 0 if train_seed is None else 1_000_003 * (seed + 1))
     try:
         start = time.perf_counter()
         args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
-        args += ["--sampler", "tpe" if sampler.startswith("tpe") else sampler, "--seed", str(seed)]
+        args += ["--sampler", "tpe" if sampler.startswith("tpe") else sampler, "--seed", str(study_seed)]
         args += ["--threads", str(threads), "--quiet"]
         res = CliRunner().invoke(cli, args, catch_exceptions=False)
         wall = time.perf_counter() - start
     finally:
         study_mod.make_sampler = base
+        affinity.train.train = base_train  # type: ignore[attr-defined]
     if res.exit_code != 0:
         raise SystemExit(f"{name}: exit {res.exit_code}: {res.output}")
     board = pd.read_csv(out / name / "leaderboard.csv")
     done = board[(board["state"] == "COMPLETE") & board["val_acc"].notna() & board["gflops"].notna()]
+    trained = board["status"] != "duplicate"
     return {
         "sampler": sampler,
         "seed": seed,
+        "study_seed": study_seed,
         "wall_s": wall,
-        "distinct": int(board.loc[board["status"] != "duplicate", "config_hash"].nunique()),
+        "train_s": cache.spent - spent,
+        "distinct": int(board.loc[trained, "config_hash"].nunique()),
         "duplicates": int((board["status"] == "duplicate").sum()),
         "points": [[float(a), float(g)] for a, g in zip(done["val_acc"], done["gflops"])],
         "max_gflops": float(board["gflops"].max()),
@@ -93,22 +179,30 @@ def run_one(space: str, sampler: str, seed: int, trials: int, threads: int, out:
 
 
 def summarise(runs: list[dict[str, Any]]) -> None:
+    """Per sampler: median HV, median regret (absolute, % of the union's HV, and ÷ random's
+    median regret where random ran), distinct configurations trained, duplicate proposals,
+    training seconds (uncached) and wall seconds."""
     from affinity.search.hypervolume import REF_MARGIN, hypervolume
 
     ref = REF_MARGIN * max(r["max_gflops"] for r in runs)
     union = hypervolume([tuple(p) for r in runs for p in r["points"]], ref)
     print(f"reference point: val_acc 0, {ref:.4g} GFLOPs; union front HV {union:.5g}")
-    print(f"{'sampler':<12} {'runs':>4} {'median HV':>10} {'regret':>8} {'regret %':>8} "
-          f"{'distinct':>8} {'dups':>5} {'wall s':>7}")  # fmt: skip
+    print(f"{'sampler':<12} {'runs':>4} {'median HV':>10} {'regret':>8} {'regret %':>8} {'÷ random':>8} "
+          f"{'distinct':>8} {'dups':>5} {'train s':>7} {'wall s':>7}")  # fmt: skip
+    regrets = {}
     for sampler in dict.fromkeys(r["sampler"] for r in runs):
         mine = [r for r in runs if r["sampler"] == sampler]
-        hvs = [hypervolume([tuple(p) for p in r["points"]], ref) for r in mine]
-        hv = statistics.median(hvs)
-        regret = statistics.median(union - h for h in hvs)
+        regrets[sampler] = [union - hypervolume([tuple(p) for p in r["points"]], ref) for r in mine]
+    for sampler, values in regrets.items():
+        mine = [r for r in runs if r["sampler"] == sampler]
+        regret = statistics.median(values)
+        ratio = regret / statistics.median(regrets["random"]) if "random" in regrets else float("nan")
         print(
-            f"{sampler:<12} {len(mine):>4} {hv:>10.5g} {regret:>8.3g} {100 * regret / union:>7.2f}% "
-            f"{statistics.median(r['distinct'] for r in mine):>8g} "
+            f"{sampler:<12} {len(mine):>4} {union - regret:>10.5g} {regret:>8.3g} "
+            f"{100 * regret / union:>7.2f}% "
+            f"{ratio:>8.2f} {statistics.median(r['distinct'] for r in mine):>8g} "
             f"{statistics.median(r['duplicates'] for r in mine):>5g} "
+            f"{statistics.median(r.get('train_s', float('nan')) for r in mine):>7.0f} "
             f"{statistics.median(r['wall_s'] for r in mine):>7.0f}"
         )
 
@@ -123,6 +217,15 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
+    ap.add_argument(
+        "--train-seed", type=int, default=0, help="the study seed of every run (the training seeds)"
+    )
+    ap.add_argument(
+        "--vary-training", action="store_true", help="each run's study seed is its seed (training varies too)"
+    )
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="trained results (JSON lines), kept across calls"
+    )
     ap.add_argument("--log", default=None, help="JSON lines, one per finished run (appended).")
     ap.add_argument("--summarise", default=None, metavar="LOG", help="Only summarise a log's runs.")
     args = ap.parse_args()
@@ -136,6 +239,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_optuna()
     samplers = args.samplers.split(",")
+    cache = TrainCache(args.cache)
+    train_seed = None if args.vary_training else args.train_seed
     runs = []
     print(f"{args.space}: {args.seeds} seeds x {args.trials} trials; load {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,17 +248,28 @@ def main() -> None:
             args.first_seed, args.first_seed + args.seeds
         ):  # seed-major: a partial run has every sampler's first seeds
             for sampler in samplers:
-                run = run_one(args.space, sampler, seed, args.trials, args.threads, Path(tmp))
+                run = run_one(
+                    args.space,
+                    sampler,
+                    seed,
+                    args.trials,
+                    args.threads,
+                    Path(tmp),
+                    train_seed=train_seed,
+                    cache=cache,
+                )
                 runs.append(run)
                 print(
                     f"  {sampler} seed {seed}: {run['distinct']} distinct, {run['duplicates']} dups, "
-                    f"{run['wall_s']:.0f} s, load {run['load'][0]:.1f}",
+                    f"{run['wall_s']:.0f} s ({run['train_s']:.0f} s training uncached), "
+                    f"load {run['load'][0]:.1f}",
                     file=sys.stderr,
                     flush=True,
                 )
                 if args.log:
                     with open(args.log, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(run) + "\n")
+    print(f"trainings cached: {cache.hits} reused, {len(cache.results)} stored", file=sys.stderr)
     summarise(runs)
 
 
