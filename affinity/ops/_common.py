@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, cast
+
 import torch
 from torch import Tensor
 
@@ -61,6 +64,54 @@ def shift_matrix(shift: int, size: int, padding: str, dtype: torch.dtype, device
     return m
 
 
+#: one channel group of a grouped shift: its channels (a slice of dim 1), its shift (``out[i] =
+#: in[i − shift]``) and its axis (2: H, 3: W)
+Move = tuple[slice, int, int]
+
+
+def shift_groups(v: Tensor, moves: Sequence[Move], padding: str) -> Tensor:
+    """``v`` with each group of channels shifted along its axis (``moves`` cover every channel).
+
+    One autograd node for all the groups (``_GroupShift``): its backward moves the gradient
+    back with the same slice copies, where the slices' own nodes would each clone and zero a
+    whole gradient. The numbers are those of slicing under autograd, bit for bit, gradients
+    included (replicate borders sum in the same order). A trace (FLOP counting, ONNX export)
+    records the slicing itself.
+    """
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and v.requires_grad):
+        return _shift_groups(v, moves, padding)
+    return cast(Tensor, _GroupShift.apply(v, tuple(moves), padding))
+
+
+class _GroupShift(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, moves: tuple[Move, ...], padding: str) -> Tensor:
+        ctx.moves, ctx.padding = moves, padding
+        return _shift_groups(v, moves, padding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        # contiguous, as the zero-filled gradients of the slices were (later kernels then pick
+        # the same layout, hence the same summation order)
+        out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+        for channels, shift, axis in ctx.moves:
+            _unshift_axis_into(_group(out, channels), _group(grad, channels), shift, axis, ctx.padding)
+        return out, None, None
+
+
+def _group(t: Tensor, channels: slice) -> Tensor:
+    if channels.step in (None, 1):
+        return t.narrow(1, channels.start, channels.stop - channels.start)
+    return t[:, channels]
+
+
+def _shift_groups(v: Tensor, moves: Sequence[Move], padding: str) -> Tensor:
+    out = torch.empty_like(v)
+    for channels, shift, axis in moves:
+        shift_axis_into(_group(out, channels), _group(v, channels), shift, axis, padding)
+    return out
+
+
 def shift_axis_into(out: Tensor, v: Tensor, shift: int, axis: int, padding: str) -> None:
     """Write ``v`` shifted by ``shift`` along ``axis`` into ``out`` (same shape), no roll, no pad.
 
@@ -84,6 +135,36 @@ def shift_axis_into(out: Tensor, v: Tensor, shift: int, axis: int, padding: str)
         return
     src = torch.tensor(_border_sources(start, t, shift, size, padding), device=v.device)
     border.copy_(v.index_select(axis, src))
+
+
+def _unshift_axis_into(out: Tensor, grad: Tensor, shift: int, axis: int, padding: str) -> None:
+    """The gradient of ``shift_axis_into`` w.r.t. ``v``: ``grad`` moved back, into ``out``.
+
+    The sums are those autograd forms through the slices: the interior's gradient plus the
+    border's, each border sum accumulated by ``index_add_`` in position order.
+    """
+    size = grad.shape[axis]
+    if shift == 0:
+        out.copy_(grad)
+        return
+    t = min(abs(shift), size)
+    # the t positions of v that no interior position reads: zero (or only border sums)
+    out.narrow(axis, size - t if shift > 0 else 0, t).zero_()
+    if t < size:
+        if shift > 0:
+            out.narrow(axis, 0, size - t).copy_(grad.narrow(axis, t, size - t))
+        else:
+            out.narrow(axis, t, size - t).copy_(grad.narrow(axis, 0, size - t))
+    if padding == "zero":
+        return
+    start = 0 if shift > 0 else size - t
+    sources = _border_sources(start, t, shift, size, padding)
+    read = sorted(set(sources))  # the positions of v the border reads
+    slot = torch.tensor([read.index(j) for j in sources], device=grad.device)
+    shape = list(grad.shape)
+    shape[axis] = len(read)
+    border = grad.new_zeros(shape).index_add_(axis, slot, grad.narrow(axis, start, t))
+    out.index_add_(axis, torch.tensor(read, device=grad.device), border)
 
 
 def _border_sources(start: int, count: int, shift: int, size: int, padding: str) -> list[int]:

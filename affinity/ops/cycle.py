@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from affinity.ops._common import check_map, shift_axis_into
+from affinity.ops._common import check_map, shift_groups
 from affinity.ops.base import Affinity, register_affinity
 from affinity.ops.params import Param, at_least, one_of
 from affinity.ops.shift import AXES, _axis_matrix
@@ -50,15 +50,13 @@ class CycleShift(Affinity):
         k = self.kernel_size
         #: the offset δ of channels c ≡ r (mod k), for r = 0..k-1
         self.offsets = [((r + k // 2) % k) - k // 2 for r in range(k)]
+        axis = 3 if self.axis == "w" else 2
+        # out[i] = v[i + δ] is a shift by −δ in out[i] = in[i − shift] terms
+        self.groups = [(slice(r, None, k), -delta, axis) for r, delta in enumerate(self.offsets[: self.dim])]
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
-        axis = 3 if self.axis == "w" else 2
-        out = torch.empty_like(v)
-        for r, delta in enumerate(self.offsets[: self.dim]):
-            # out[i] = v[i + δ] is a shift by −δ in out[i] = in[i − shift] terms
-            shift_axis_into(out[:, r :: self.kernel_size], v[:, r :: self.kernel_size], -delta, axis, "zero")
-        return out
+        return shift_groups(v, self.groups, "zero")
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]

@@ -1,19 +1,20 @@
 """Parameter-free static affinities: identity, AS-MLP's axial shift, S2-MLP's spatial shift.
 
 Each is a one-hot matrix per channel group; the fast paths are slice copies into one
-preallocated output, never a matrix and never a whole-tensor pad or roll.
+preallocated output, never a matrix and never a whole-tensor pad or roll, with one autograd
+node for all the groups (``affinity.ops._common.shift_groups``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from affinity.errors import ConfigError
-from affinity.ops._common import PADDINGS, check_map, chunk_sizes, shift_axis_into, shift_matrix
+from affinity.ops._common import PADDINGS, Move, check_map, chunk_sizes, shift_groups, shift_matrix
 from affinity.ops.base import Affinity, register_affinity
 from affinity.ops.params import Inert, Param, at_least, odd, one_of
 
@@ -23,6 +24,16 @@ AXES = ("h", "w")
 def _per_channel(mats: list[Tensor], sizes: list[int]) -> Tensor:
     """Stack one (N, N) matrix per group into (1, C, N, N), group g repeated sizes[g] times."""
     return torch.cat([m.expand(n, -1, -1) for m, n in zip(mats, sizes) if n > 0], 0).unsqueeze(0)
+
+
+def _moves(sizes: Sequence[int], shifts: Sequence[int], axes: Sequence[int]) -> list[Move]:
+    """Consecutive channel groups of ``sizes`` (empty ones left out), each with its move."""
+    moves, start = [], 0
+    for n, shift, axis in zip(sizes, shifts, axes):
+        if n:
+            moves.append((slice(start, start + n), shift, axis))
+        start += n
+    return moves
 
 
 def _axis_matrix(shift: int, h: int, w: int, axis: str, padding: str, like: Tensor) -> Tensor:
@@ -99,6 +110,7 @@ class AxialShift(Affinity):
         self.sizes = chunk_sizes(self.dim, self.shift_size)
         half = self.shift_size // 2
         self.shifts = [(g - half) * self.dilation for g in range(len(self.sizes))]
+        self.groups = _moves(self.sizes, self.shifts, [3 if self.axis == "w" else 2] * len(self.sizes))
         if self.given_hw is not None:
             self._check_size(*self.given_hw)
 
@@ -117,13 +129,7 @@ class AxialShift(Affinity):
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
         self._check_size(v.shape[2], v.shape[3])
-        axis = 3 if self.axis == "w" else 2
-        out = torch.empty_like(v)
-        start = 0
-        for n, shift in zip(self.sizes, self.shifts):
-            shift_axis_into(out.narrow(1, start, n), v.narrow(1, start, n), shift, axis, self.padding)
-            start += n
-        return out
+        return shift_groups(v, self.groups, self.padding)
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]
@@ -160,16 +166,11 @@ class SpatialShift(Affinity):
         super().__init__(**kwargs)
         bounds = [0, self.dim // 4, self.dim // 2, 3 * self.dim // 4, self.dim]
         self.sizes = [bounds[g + 1] - bounds[g] for g in range(4)]
+        self.groups = _moves(self.sizes, *zip(*self.moves))
 
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
-        out = torch.empty_like(v)
-        start = 0
-        for n, (shift, axis) in zip(self.sizes, self.moves):
-            if n:
-                shift_axis_into(out.narrow(1, start, n), v.narrow(1, start, n), shift, axis, "replicate")
-            start += n
-        return out
+        return shift_groups(v, self.groups, "replicate")
 
     def materialize(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]
