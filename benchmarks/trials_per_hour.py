@@ -9,12 +9,15 @@ on a shared machine the ratio of runs side by side is the figure to read.
 
 Printed: trials/hour of each run and of each side (trials / wall time, startup included;
 and trials / the trials' own durations, ``duration_s`` of the leaderboard, startup
-excluded), the ratio B / A, whether both sides got the same val accuracy for every
-configuration they both evaluated (same seeds: numerical results must not change), and where
-a trial's time goes on each side, from one extra cProfile'd run per side mapped on the
-search's phases (the same method for both, so the shares compare; profiling inflates the
-Python-heavy phases). The current tree also records its phases itself (``time_*`` columns);
-their shares over its timed runs are printed too.
+excluded), trials per CPU hour (trials / the search process's user + system CPU seconds,
+startup included: the figure other processes on a shared machine disturb least, since a
+run's wall time also counts the time it waited for a core), the ratios B / A, whether both
+sides got the same val accuracy for every configuration they both evaluated (same seeds:
+numerical results must not change), and where a trial's time goes on each side, from one
+extra cProfile'd run per side mapped on the search's phases (the same method for both, so
+the shares compare; profiling inflates the Python-heavy phases). The current tree also
+records its phases itself (``time_*`` columns); their shares over its timed runs are printed
+too.
 
     python benchmarks/trials_per_hour.py                      # 2 rounds of 12 trials
     python benchmarks/trials_per_hour.py --rounds 3 --n-trials 30
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -76,8 +80,10 @@ def _worktree(commit: str) -> Path:
     return path
 
 
-def _search(tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None) -> float:
-    """Run one search of ``tree`` into ``out``; its wall seconds."""
+def _search(
+    tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None
+) -> tuple[float, float]:
+    """Run one search of ``tree`` into ``out``; its wall seconds and its CPU seconds."""
     cmd = [sys.executable, "-c", CLI]
     if profile is not None:
         cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "affinity.cli"]
@@ -86,9 +92,14 @@ def _search(tree: Path, out: Path, args: argparse.Namespace, profile: Path | Non
             "--seed", str(args.seed)]  # fmt: skip
     if args.epochs is not None:
         cmd += ["--epochs", str(args.epochs)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(cmd, env=_env(tree), cwd=tree, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _board(out: Path):  # type: ignore[no-untyped-def]
@@ -139,26 +150,32 @@ def main() -> None:
           f"outputs in {work}")  # fmt: skip
     wall = {"A": 0.0, "B": 0.0}
     inside = {"A": 0.0, "B": 0.0}
+    cpu = {"A": 0.0, "B": 0.0}
     boards = {"A": [], "B": []}
     for r in range(args.rounds):
         for label, tree in sides.items():
             load = os.getloadavg()
             out = work / f"{label}{r}"
-            seconds = _search(tree, out, args)
+            seconds, cpu_s = _search(tree, out, args)
             board = _board(out)
             boards[label].append(board)
             trial_s = float(board["duration_s"].sum())
             wall[label] += seconds
             inside[label] += trial_s
+            cpu[label] += cpu_s
             print(f"round {r + 1} {label}: {seconds:7.1f} s wall, {3600 * args.n_trials / seconds:6.0f} "
-                  f"trials/h ({3600 * args.n_trials / trial_s:6.0f} without startup); "
+                  f"trials/h ({3600 * args.n_trials / trial_s:6.0f} without startup); {cpu_s:6.1f} CPU s, "
+                  f"{3600 * args.n_trials / cpu_s:6.0f} trials/CPU h; "
                   f"load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)  # fmt: skip
     n = args.n_trials * args.rounds
     rate = {k: 3600 * n / wall[k] for k in wall}
     rate_in = {k: 3600 * n / inside[k] for k in inside}
-    print(f"A ({args.baseline}): {rate['A']:.0f} trials/h ({rate_in['A']:.0f} without startup)")
-    print(f"B (this tree): {rate['B']:.0f} trials/h ({rate_in['B']:.0f} without startup)")
-    print(f"ratio B/A: {rate['B'] / rate['A']:.2f} ({rate_in['B'] / rate_in['A']:.2f} without startup); "
+    rate_cpu = {k: 3600 * n / cpu[k] for k in cpu}
+    for k, name in (("A", args.baseline), ("B", "this tree")):
+        print(f"{k} ({name}): {rate[k]:.0f} trials/h ({rate_in[k]:.0f} without startup), "
+              f"{rate_cpu[k]:.0f} trials/CPU h")  # fmt: skip
+    print(f"ratio B/A: {rate['B'] / rate['A']:.2f} ({rate_in['B'] / rate_in['A']:.2f} without startup), "
+          f"per CPU hour {rate_cpu['B'] / rate_cpu['A']:.2f}; "
           f"load now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     _compare_accuracy(boards)
     import pandas as pd

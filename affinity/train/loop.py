@@ -24,6 +24,7 @@ from affinity.data import DatasetSplits, TensorSplit
 from affinity.data.augment import random_crop, random_flip
 from affinity.device import resolve_device
 from affinity.errors import ConfigError, DataError
+from affinity.train._flat import flat_adamw
 from affinity.train._progress import progress_bar
 from affinity.train.config import TrainConfig
 from affinity.train.metrics import EpochRecord, TrainMetrics
@@ -163,6 +164,9 @@ def train(
             optimizer.load_state_dict(resume.optimizer)
             scaler.load_state_dict(resume.scaler)
             restore_rng(gen, resume.rng)
+        # on the CPU the parameters of a group in one buffer and one AdamW step over it (the
+        # same numbers): the multi-tensor kernels loop over the ~50 tensors of a search model
+        flat = flat_adamw(optimizer, list(model.parameters())) if device.type == "cpu" else None
         history = [EpochRecord(**h) for h in state.history]
         step, best, loss_mean = state.step, state.best, float("nan")
         elapsed = state.elapsed_s
@@ -177,6 +181,8 @@ def train(
                 eval_s += time.perf_counter() - start
 
         def stop_here(epoch: int, batch: int, order: Tensor | None, loss_sum: Tensor) -> TrainMetrics:
+            if flat is not None:
+                flat.release()  # the per-parameter optimiser holds the state again
             snapshot = TrainState(
                 epoch=epoch,
                 batch=batch,
@@ -198,7 +204,8 @@ def train(
                 snapshot,
             )  # fmt: skip
 
-        with progress_bar(progress, total_steps) as bar:
+        # however the run ends, the parameters own their storage again afterwards
+        with progress_bar(progress, total_steps) as bar, flat or contextlib.nullcontext():
             bar(step, state.epoch, epochs, None)  # a resumed run starts part way
             for epoch in range(state.epoch, epochs + 1):
                 first = state.batch if epoch == state.epoch else 0
@@ -224,11 +231,15 @@ def train(
                         loss = criterion(model(x).float(), y)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
-                    if cfg.clip_grad:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad, foreach=foreach)
-                    scaler.step(optimizer)
-                    scaler.update()
+                    if flat is not None and not flat.step(cfg.clip_grad):
+                        flat.release()  # a parameter without a gradient: per-parameter steps
+                        flat = None
+                    if flat is None:
+                        if cfg.clip_grad:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad, foreach=foreach)
+                        scaler.step(optimizer)
+                        scaler.update()
                     loss_sum += loss.detach()
                     step += 1
                     epoch_steps += 1
