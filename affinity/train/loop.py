@@ -57,11 +57,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return groups
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(
     model: nn.Module, split: TensorSplit, *, batch_size: int = 1024, amp_dtype: torch.dtype | None = None
 ) -> tuple[float, float]:
-    """Accuracy (fraction) and mean cross-entropy of ``model`` on ``split``, batched, no grad."""
+    """Accuracy (fraction) and mean cross-entropy of ``model`` on ``split``, batched, in
+    inference mode (no autograd, no version counters)."""
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0
@@ -379,16 +380,22 @@ def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
     deterministic kernel warns instead of failing); on CUDA also cuDNN's deterministic
     kernels without autotuning (``cudnn.deterministic``, not ``cudnn.benchmark``) and a fixed
     cuBLAS workspace (``CUBLAS_WORKSPACE_CONFIG=:4096:8``, read when the process first uses
-    cuBLAS, so set before that unless the user set it).
+    cuBLAS, so set before that unless the user set it). Fresh tensors are not filled first
+    (torch's ``fill_uninitialized_memory``, on by default with deterministic algorithms,
+    writes NaN into every ``empty`` tensor): the kernels overwrite what they allocate, so
+    the fill only cost a pass over memory, some 30 whole activations per step of a search
+    model.
     """
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory  # type: ignore[attr-defined]
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -397,4 +404,5 @@ def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.utils.deterministic.fill_uninitialized_memory = fill  # type: ignore[attr-defined]
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
