@@ -46,6 +46,7 @@ class RunSpec:
             (``cpu``, ``cuda``, ``cuda:N``; see ``affinity.search.devices``).
         threads: torch threads per worker.
         heartbeat: seconds between a running trial's heartbeats on an RDB storage.
+        deadline: ``time.time()`` after which no trial starts (``--timeout``); None: none.
     """
 
     space: Space
@@ -57,6 +58,7 @@ class RunSpec:
     devices: tuple[str, ...]
     threads: int
     heartbeat: int | None = None
+    deadline: float | None = None
 
     def device(self, worker: int) -> str:
         return self.devices[worker % len(self.devices)]
@@ -101,6 +103,8 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
     the study holds ``spec.target`` finished trials, ``WAIT`` while it is full but some of
     its running trials may still turn out dead and be queued again (a heartbeat storage, or
     trials of this machine), so that the study ends with exactly its target."""
+    import time
+
     from optuna.trial import TrialState
 
     from affinity.search._storage import first_beat, heartbeat_enabled
@@ -111,7 +115,7 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
         reap_stale(study)
         trials = study.get_trials(deepcopy=False)
         done, running = counted(trials)
-        if done >= spec.target:
+        if done >= spec.target or (spec.deadline is not None and time.time() >= spec.deadline):
             return DONE
         if done + running >= spec.target:
             here = any(t.user_attrs.get("host") == HOST for t in trials if t.state == TrialState.RUNNING)
