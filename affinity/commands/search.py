@@ -237,9 +237,12 @@ def command(
     if (shares := shares_line(board)) is not None:
         console.print(shares, highlight=False)
     from affinity.search.fidelity import asha_line
+    from affinity.search.prescreen import prescreen_line
 
-    if (asha := asha_line(st.get_trials(deepcopy=False), settings)) is not None:
-        console.print(asha, highlight=False)
+    trials = st.get_trials(deepcopy=False)
+    for cheap in (asha_line(trials, settings), prescreen_line(trials, settings)):
+        if cheap is not None:
+            console.print(cheap, highlight=False)
     if settings.objective == "pareto":
         from affinity.search.hypervolume import REF_MARGIN, study_hypervolume
 

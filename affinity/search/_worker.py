@@ -107,7 +107,7 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
 
     from optuna.trial import TrialState
 
-    from affinity.search._storage import first_beat, heartbeat_enabled
+    from affinity.search._storage import heartbeat_enabled
     from affinity.search.storages import ask_lock
     from affinity.search.study import HOST, counted, reap_stale
 
@@ -120,12 +120,31 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
         if done + running >= spec.target:
             here = any(t.user_attrs.get("host") == HOST for t in trials if t.state == TrialState.RUNNING)
             return WAIT if here or heartbeat_enabled(study) else DONE
-        trial = study.ask()
-        first_beat(study, trial)
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("worker", worker)
+        trial = _asked(study, worker)
     return trial
+
+
+def _asked(study: optuna.Study, worker: int) -> optuna.Trial:
+    """A new trial marked as this worker's (host, PID: reaped if the worker dies); call it
+    under the ask lock."""
+    from affinity.search._storage import first_beat
+    from affinity.search.study import HOST
+
+    trial = study.ask()
+    first_beat(study, trial)
+    trial.set_user_attr("host", HOST)
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("worker", worker)
+    return trial
+
+
+def _ask_more(study: optuna.Study, spec: RunSpec, worker: int, n: int) -> list[optuna.Trial]:
+    """``n`` more trials for ``--prescreen`` (not counted towards the target: the losers are
+    proxy_only), asked under the ask lock."""
+    from affinity.search.storages import ask_lock
+
+    with ask_lock(spec.storage, spec.study, spec.lock):
+        return [_asked(study, worker) for _ in range(n)]
 
 
 def _tell(
@@ -152,6 +171,26 @@ def _tell(
         _reaped(worker, trial.number)
         return False
     return True
+
+
+def _prescreened(
+    study: optuna.Study, spec: RunSpec, worker: int, trial: optuna.Trial, data: Any
+) -> optuna.Trial:
+    """The trial to train among ``trial`` and its ``--prescreen`` rivals (``prescreen``)."""
+    from affinity.search.prescreen import prescreen
+
+    def tell(loser: optuna.Trial, attrs: dict[str, Any]) -> None:
+        _tell(study, loser, Outcome("PRUNED", None, attrs), worker)
+
+    return prescreen(
+        study,
+        trial,
+        spec.space,
+        spec.settings,
+        data,
+        ask=lambda n: _ask_more(study, spec, worker, n),
+        tell=tell,
+    )
 
 
 def _reaped(worker: int, number: int) -> None:
@@ -319,6 +358,11 @@ def _loop(
                 if trial is None:  # WAIT: the study is full until a running trial ends or is reaped
                     time.sleep(CLAIM_POLL_S)
                     continue
+                if s.prescreen > 1:
+                    with interrupts.held():
+                        trial = _prescreened(study, spec, worker, trial, data)
+                        beat.close()  # the heartbeat follows the trial that trains
+                        beat.enter_context(heartbeat(study, trial))
                 number = trial.number
                 if on_start is not None:
                     on_start(number)
