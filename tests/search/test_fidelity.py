@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from affinity.cli import cli
-from affinity.search.fidelity import RUNG_ATTR, continues, crowding_distance, promoted
+from affinity.search.fidelity import RUNG_ATTR, Stopped, continues, crowding_distance, promoted, rung_check
 from affinity.search.settings import Settings, with_overrides
 from affinity.search.space import resolve_space_path
 from affinity.search.study import default_storage_path, open_storage
@@ -197,3 +197,40 @@ def test_bad_rungs_in_the_space_file_name_the_key(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
     message = refusal(["search", "--space", str(tmp_path / "s.yaml"), "--quiet"])
     assert message.startswith("search.rungs: rung 9 is beyond the budget's 3 epochs")
+
+
+def test_the_rung_decision_reads_every_worker_s_records_from_the_storage(tmp_path: Path) -> None:
+    """Trials of other workers (running ones too) count at a rung; duplicates and failed
+    trials do not; a trial continues only in the best ceil(n / eta)."""
+    storage = open_storage(None, tmp_path / "journal.log", create=True)
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    settings = with_overrides(Settings(), fidelity="asha", rungs="1", epochs=3)
+
+    def record(acc: float, gflops: float, status: str | None = None) -> optuna.Trial:
+        trial = study.ask()
+        trial.set_user_attr("gflops", gflops)
+        trial.set_user_attr(RUNG_ATTR, {"1": acc})
+        if status is not None:
+            trial.set_user_attr("status", status)
+        return trial
+
+    for acc, gflops in ((0.8, 1.0), (0.7, 0.5), (0.9, 2.0)):  # three running trials of other workers
+        record(acc, gflops)
+    record(0.99, 0.1, "duplicate")  # repeats another trial's record: not counted
+    failed = record(0.99, 0.1)
+    study.tell(failed, state=TrialState.FAIL)  # interrupted: it runs again, then counts
+    # a newcomer dominated by all three: 4 at the rung, ceil(4/3) = 2 continue; it stops
+    slow = study.ask()
+    slow.set_user_attr("gflops", 3.0)
+    with pytest.raises(Stopped, match="not in the best 2 of the 4 trials at that rung"):
+        rung_check(study, slow, settings)(1, 0.5)
+    # its record stays for the next: one on the front, the cheapest of all, continues (5 at
+    # the rung: 2 continue; the front is {0.9@2, 0.8@1, 0.7@0.5, 0.6@0.2}: the newcomer and
+    # the most accurate have infinite crowding distance)
+    cheap = study.ask()
+    cheap.set_user_attr("gflops", 0.2)
+    rung_check(study, cheap, settings)(1, 0.6)
+    assert study.get_trials()[-1].user_attrs[RUNG_ATTR] == {"1": 0.6}
+    # epochs that are not rungs (2) and the full budget (3) are not judged
+    rung_check(study, slow, settings)(2, 0.0)
+    rung_check(study, slow, settings)(3, 0.0)
