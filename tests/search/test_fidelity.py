@@ -234,3 +234,19 @@ def test_the_rung_decision_reads_every_worker_s_records_from_the_storage(tmp_pat
     # epochs that are not rungs (2) and the full budget (3) are not judged
     rung_check(study, slow, settings)(2, 0.0)
     rung_check(study, slow, settings)(3, 0.0)
+
+
+def test_timeout_starts_no_trial_after_the_deadline() -> None:
+    # a deadline already past when the first worker asks: nothing runs, and the search says why
+    result = CliRunner().invoke(
+        cli, ["search", "--space", "tiny.yaml", "--timeout", "1e-9"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(
+        study_name="tiny", storage=open_storage(None, default_storage_path("results", "tiny"), create=False)
+    )
+    assert study.get_trials() == []
+    assert "stopped early: --timeout 1e-09 s reached" in result.output
+    assert refusal(["search", "--space", "tiny.yaml", "--timeout", "0"]).startswith(
+        "--timeout: 0.0 is not allowed; allowed: null or a number > 0"
+    )
