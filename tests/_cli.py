@@ -27,3 +27,12 @@ def run_main(argv: list[str]) -> Ran:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return Ran(code, stdout.getvalue().decode(), stderr.getvalue().decode("utf-8", "replace"))
+
+
+def refusal(argv: list[str]) -> str:
+    """The one line ``affinity ARGV`` refuses with (exit code 2, no traceback), without its
+    ``affinity: error: `` prefix."""
+    ran = run_main(argv)
+    lines = ran.stderr.strip().splitlines()
+    assert ran.code == 2 and len(lines) == 1 and lines[0].startswith("affinity: error: "), ran
+    return lines[0].removeprefix("affinity: error: ")

@@ -43,7 +43,9 @@ def command(
     Each trained trial (not the duplicates) is rebuilt untrained, from the trial's own seed,
     and fed the first batches its training drew; each proxy's score is then compared with
     the trial's trained val accuracy by Kendall's τ-b and Spearman's ρ (1: the proxy ranks
-    the designs as training does; 0: no better than chance).
+    the designs as training does; 0: no better than chance), and with the trial's
+    hypervolume contribution (the area of the accuracy/GFLOPs front lost without it: what a
+    Pareto study rewards; 0 for every dominated design).
 
     Writes OUT/STUDY/proxies/scores.csv (one row per trial), correlations.csv (one row per
     proxy) and proxy_NAME.png (accuracy against score). --format json prints

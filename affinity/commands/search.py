@@ -42,6 +42,37 @@ from affinity.commands._options import device_option, out_option, quiet_option, 
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
               help="Pruner for --objective accuracy.")  # fmt: skip
 @click.option(
+    "--fidelity",
+    type=click.Choice(["none", "asha"]),
+    default=None,
+    help="asha: a trial continues past each rung only while in the best 1/eta of the trials that "
+    "reached it (MO-ASHA, by Pareto rank of val accuracy and GFLOPs); default none.",
+)
+@click.option(
+    "--rungs",
+    default=None,
+    metavar="E1,E2,...",
+    help="With --fidelity asha: the epochs a trial is judged at (default: the epochs divided by "
+    "powers of eta); the full budget (--epochs) is the last rung.",
+)
+@click.option("--eta", type=int, default=None, help="With --fidelity asha: 1 in eta continues (default 3).")
+@click.option(
+    "--prescreen",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Score K proposals per trained trial with --proxy (no training) and train the best; the "
+    "others are recorded as proxy_only (not counted in --n-trials). Default 1: off.",
+)
+@click.option("--proxy", default=None, help="The zero-cost proxy of --prescreen (default naswot).")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds (running trials finish).",
+)
+@click.option(
     "--max-gflops", type=float, default=None, help="Over this (fvcore), a candidate is never trained."
 )
 @click.option("--max-params", type=float, default=None, help="Over this many million parameters, likewise.")
@@ -179,7 +210,10 @@ def command(
     # one thread per worker: small models gain nothing from more, and on a busy machine
     # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
     threads = threads or 1
-    spec = RunSpec(space, settings, name, folder, storage, target, devs, threads, beat)
+    import time
+
+    deadline = None if settings.timeout is None else time.time() + settings.timeout
+    spec = RunSpec(space, settings, name, folder, storage, target, devs, threads, beat, deadline)
     if not quiet:
         for note in notes:
             console.print(f"note: {note}", style="dim")
@@ -202,6 +236,13 @@ def command(
 
     if (shares := shares_line(board)) is not None:
         console.print(shares, highlight=False)
+    from affinity.search.fidelity import asha_line
+    from affinity.search.prescreen import prescreen_line
+
+    trials = st.get_trials(deepcopy=False)
+    for cheap in (asha_line(trials, settings), prescreen_line(trials, settings)):
+        if cheap is not None:
+            console.print(cheap, highlight=False)
     if settings.objective == "pareto":
         from affinity.search.hypervolume import REF_MARGIN, study_hypervolume
 
@@ -212,7 +253,9 @@ def command(
                 f"{REF_MARGIN} x the largest GFLOPs costed)",
                 highlight=False,
             )
-    if summary.done < target:
+    if deadline is not None and summary.done < target and time.time() >= deadline:
+        console.print(f"stopped early: --timeout {settings.timeout:g} s reached", highlight=False)
+    elif summary.done < target:
         console.print(
             f"stopped early: the sampler proposed {MAX_CONSECUTIVE_DUPLICATES} already-evaluated "
             "configurations in a row (the space is nearly exhausted for it)",

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 
 __all__ = ["ProxyStudy", "correlations", "score_study", "trained_trials"]
 
-#: the columns of ``ProxyStudy.scores`` before one column per proxy
-TRIAL_COLUMNS = ("number", "config_hash", "seed", "val_acc", "gflops")
-#: the columns of ``ProxyStudy.correlations``
+#: the columns of ``ProxyStudy.scores`` before one column per proxy (``hv_contribution``: the
+#: trial's exclusive hypervolume contribution to the trained trials' front, ``hypervolume``)
+TRIAL_COLUMNS = ("number", "config_hash", "seed", "val_acc", "gflops", "hv_contribution")
+#: the columns of ``ProxyStudy.correlations`` (``_hv``: with the hypervolume contribution)
 CORRELATION_COLUMNS = (
-    "proxy", "kendall_tau", "spearman_rho", "n", "higher_is_better", "s_per_trial", "paper",
+    "proxy", "kendall_tau", "spearman_rho", "kendall_tau_hv", "spearman_rho_hv", "n", "higher_is_better",
+    "s_per_trial", "paper",
 )  # fmt: skip
 
 
@@ -40,8 +42,9 @@ class ProxyStudy:
         proxies: the proxies, in the order asked.
         scores: one row per trained trial: ``TRIAL_COLUMNS``, then one column per proxy.
         correlations: one row per proxy: ``CORRELATION_COLUMNS`` (τ-b and ρ of the score,
-            turned round where lower is better, with the trained val accuracy; ``n`` the
-            trials with a score; ``s_per_trial`` the mean wall time of one scoring).
+            turned round where lower is better, with the trained val accuracy, then with the
+            hypervolume contribution; ``n`` the trials with a score; ``s_per_trial`` the mean
+            wall time of one scoring).
         n_batches: batches fed to each proxy.
         batch_size: images per batch.
         seconds: every proxy's wall time per trial, by proxy.
@@ -110,7 +113,7 @@ def score_study(
     data = load_dataset(training["dataset"], img_size=training["img_size"], seed=training["seed"], quiet=True)
     batch_size = min(int(training["batch_size"]), len(data.train))
     n_batches = min(n_batches, len(data.train) // batch_size)
-    rows = []
+    rows: list[dict[str, Any]] = []
     seconds: dict[str, list[float]] = {e.name: [] for e in entries}
     for done, trial in enumerate(trials, 1):
         seed = int(trial.user_attrs.get("seed", training["seed"]))
@@ -131,6 +134,15 @@ def score_study(
             seconds[name].append(s)
         if on_trial is not None:
             on_trial(done, len(trials), trial.number)
+    from affinity.search.hypervolume import REF_MARGIN, contributions
+
+    # the reference point of the study's hypervolume: 1.1 x the largest GFLOPs costed
+    costs = [
+        float(t.user_attrs["gflops"]) for t in study.get_trials(deepcopy=False) if "gflops" in t.user_attrs
+    ]
+    points = [(float(r["val_acc"]), float(r["gflops"])) for r in rows]
+    for row, hv in zip(rows, contributions(points, REF_MARGIN * max(costs))):
+        row["hv_contribution"] = hv
     frame = pd.DataFrame(rows, columns=[*TRIAL_COLUMNS, *(e.name for e in entries)])
     return ProxyStudy(
         study=study.study_name,
@@ -147,13 +159,14 @@ def correlations(
     scores: pd.DataFrame, names: Sequence[str], seconds: dict[str, list[float]] | None = None
 ) -> pd.DataFrame:
     """Kendall τ-b and Spearman ρ of each proxy's score (negated where lower is better) with
-    ``val_acc``, over the trials where both are known (``n``)."""
+    ``val_acc`` and with ``hv_contribution``, over the trials where both are known (``n``)."""
     import math
 
     import numpy as np
     import pandas as pd
 
     acc = scores["val_acc"].astype(float).to_numpy()
+    hv = scores["hv_contribution"].astype(float).to_numpy()
     rows = []
     for name in names:
         entry = PROXIES.get(name)
@@ -164,6 +177,8 @@ def correlations(
                 "proxy": name,
                 "kendall_tau": kendall_tau_b(score, acc),
                 "spearman_rho": spearman_rho(score, acc),
+                "kendall_tau_hv": kendall_tau_b(score, hv),
+                "spearman_rho_hv": spearman_rho(score, hv),
                 "n": int(np.count_nonzero(~(np.isnan(score) | np.isnan(acc)))),
                 "higher_is_better": entry.higher_is_better,
                 "s_per_trial": sum(times) / len(times) if times else math.nan,

@@ -19,13 +19,15 @@ def _num(value: float, spec: str) -> str:
 
 
 def correlation_table(result: ProxyStudy, folder: Path | None = None) -> Table:
-    """One row per proxy, best Kendall τ first: τ-b, ρ, trials, seconds per trial, paper."""
+    """One row per proxy, best Kendall τ first: τ-b and ρ with the val accuracy and with the
+    hypervolume contribution, trials, seconds per trial, paper."""
     from rich.table import Table
 
     rows = result.correlations.sort_values("kendall_tau", ascending=False, na_position="last")
     n = len(result.scores)
     table = Table(
-        title=f"{result.study}: zero-cost proxies vs trained val accuracy ({n} trained configurations)",
+        title=f"{result.study}: zero-cost proxies vs trained val accuracy and hypervolume contribution "
+        f"(HV; {n} trained configurations)",
         caption=(
             f"scored untrained, each from its trial's seed, on {result.n_batches} batch(es) of "
             f"{result.batch_size} training images"
@@ -35,6 +37,8 @@ def correlation_table(result: ProxyStudy, folder: Path | None = None) -> Table:
     table.add_column("proxy")
     table.add_column("Kendall τ", justify="right")
     table.add_column("Spearman ρ", justify="right")
+    table.add_column("τ HV", justify="right")
+    table.add_column("ρ HV", justify="right")
     table.add_column("n", justify="right")
     table.add_column("s/trial", justify="right")
     table.add_column("paper", overflow="fold")
@@ -43,6 +47,8 @@ def correlation_table(result: ProxyStudy, folder: Path | None = None) -> Table:
             str(row.proxy),
             _num(float(row.kendall_tau), "+.3f"),
             _num(float(row.spearman_rho), "+.3f"),
+            _num(float(row.kendall_tau_hv), "+.3f"),
+            _num(float(row.spearman_rho_hv), "+.3f"),
             str(row.n),
             _num(float(row.s_per_trial), ".3f"),
             str(row.paper),

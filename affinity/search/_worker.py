@@ -46,6 +46,7 @@ class RunSpec:
             (``cpu``, ``cuda``, ``cuda:N``; see ``affinity.search.devices``).
         threads: torch threads per worker.
         heartbeat: seconds between a running trial's heartbeats on an RDB storage.
+        deadline: ``time.time()`` after which no trial starts (``--timeout``); None: none.
     """
 
     space: Space
@@ -57,6 +58,7 @@ class RunSpec:
     devices: tuple[str, ...]
     threads: int
     heartbeat: int | None = None
+    deadline: float | None = None
 
     def device(self, worker: int) -> str:
         return self.devices[worker % len(self.devices)]
@@ -101,9 +103,11 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
     the study holds ``spec.target`` finished trials, ``WAIT`` while it is full but some of
     its running trials may still turn out dead and be queued again (a heartbeat storage, or
     trials of this machine), so that the study ends with exactly its target."""
+    import time
+
     from optuna.trial import TrialState
 
-    from affinity.search._storage import first_beat, heartbeat_enabled
+    from affinity.search._storage import heartbeat_enabled
     from affinity.search.storages import ask_lock
     from affinity.search.study import HOST, counted, reap_stale
 
@@ -111,17 +115,36 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
         reap_stale(study)
         trials = study.get_trials(deepcopy=False)
         done, running = counted(trials)
-        if done >= spec.target:
+        if done >= spec.target or (spec.deadline is not None and time.time() >= spec.deadline):
             return DONE
         if done + running >= spec.target:
             here = any(t.user_attrs.get("host") == HOST for t in trials if t.state == TrialState.RUNNING)
             return WAIT if here or heartbeat_enabled(study) else DONE
-        trial = study.ask()
-        first_beat(study, trial)
-        trial.set_user_attr("host", HOST)
-        trial.set_user_attr("pid", os.getpid())
-        trial.set_user_attr("worker", worker)
+        trial = _asked(study, worker)
     return trial
+
+
+def _asked(study: optuna.Study, worker: int) -> optuna.Trial:
+    """A new trial marked as this worker's (host, PID: reaped if the worker dies); call it
+    under the ask lock."""
+    from affinity.search._storage import first_beat
+    from affinity.search.study import HOST
+
+    trial = study.ask()
+    first_beat(study, trial)
+    trial.set_user_attr("host", HOST)
+    trial.set_user_attr("pid", os.getpid())
+    trial.set_user_attr("worker", worker)
+    return trial
+
+
+def _ask_more(study: optuna.Study, spec: RunSpec, worker: int, n: int) -> list[optuna.Trial]:
+    """``n`` more trials for ``--prescreen`` (not counted towards the target: the losers are
+    proxy_only), asked under the ask lock."""
+    from affinity.search.storages import ask_lock
+
+    with ask_lock(spec.storage, spec.study, spec.lock):
+        return [_asked(study, worker) for _ in range(n)]
 
 
 def _tell(
@@ -148,6 +171,26 @@ def _tell(
         _reaped(worker, trial.number)
         return False
     return True
+
+
+def _prescreened(
+    study: optuna.Study, spec: RunSpec, worker: int, trial: optuna.Trial, data: Any
+) -> optuna.Trial:
+    """The trial to train among ``trial`` and its ``--prescreen`` rivals (``prescreen``)."""
+    from affinity.search.prescreen import prescreen
+
+    def tell(loser: optuna.Trial, attrs: dict[str, Any]) -> None:
+        _tell(study, loser, Outcome("PRUNED", None, attrs), worker)
+
+    return prescreen(
+        study,
+        trial,
+        spec.space,
+        spec.settings,
+        data,
+        ask=lambda n: _ask_more(study, spec, worker, n),
+        tell=tell,
+    )
 
 
 def _reaped(worker: int, number: int) -> None:
@@ -315,6 +358,11 @@ def _loop(
                 if trial is None:  # WAIT: the study is full until a running trial ends or is reaped
                     time.sleep(CLAIM_POLL_S)
                     continue
+                if s.prescreen > 1:
+                    with interrupts.held():
+                        trial = _prescreened(study, spec, worker, trial, data)
+                        beat.close()  # the heartbeat follows the trial that trains
+                        beat.enter_context(heartbeat(study, trial))
                 number = trial.number
                 if on_start is not None:
                     on_start(number)

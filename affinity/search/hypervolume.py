@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["REF_MARGIN", "hypervolume", "hypervolume_curve", "reference_gflops", "study_hypervolume"]
+__all__ = [
+    "REF_MARGIN",
+    "contributions",
+    "hypervolume",
+    "hypervolume_curve",
+    "reference_gflops",
+    "study_hypervolume",
+]
 
 #: the default reference GFLOPs is this × the largest GFLOPs costed
 REF_MARGIN = 1.1
@@ -33,6 +40,13 @@ def hypervolume(points: Iterable[tuple[float, float]], ref_gflops: float) -> flo
         right = pts[i + 1][0] if i + 1 < len(pts) else ref_gflops
         area += (right - g) * best
     return area
+
+
+def contributions(points: list[tuple[float, float]], ref_gflops: float) -> list[float]:
+    """Each point's exclusive hypervolume contribution: the area lost when it alone is removed
+    (0 for a dominated point, and for each of two equal points)."""
+    whole = hypervolume(points, ref_gflops)
+    return [whole - hypervolume(points[:i] + points[i + 1 :], ref_gflops) for i in range(len(points))]
 
 
 def _finite(x: object) -> bool:

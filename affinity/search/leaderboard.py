@@ -4,7 +4,8 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 
 - ``number``: the Optuna trial number.
 - ``state``: COMPLETE | PRUNED | FAIL | RUNNING (Optuna's state).
-- ``status``: ok | duplicate | over_budget | pruned | rejected | interrupted | error.
+- ``status``: ok | duplicate | over_budget | pruned | rejected | interrupted | error |
+  stopped (``--fidelity asha``) | proxy_only (``--prescreen``): see ``study.STATUSES``.
 - ``val_acc``: val accuracy (fraction) after the last epoch (the last reported one when pruned);
   with several training seeds (``--repeats``), their mean.
 - ``val_acc_mean``, ``val_acc_std``, ``n_seeds``: the mean (= ``val_acc``) and sample standard
@@ -18,7 +19,10 @@ Columns of ``build_leaderboard`` (and of ``leaderboard.csv``), in order:
 - ``duration_s``: wall time of the trial.
 - ``config_hash``: 12 hex digits of the model configuration (duplicates share it).
 - ``duplicate_of``: the trial whose result a duplicate reuses.
-- ``reason``: why a trial was over budget, rejected, pruned or interrupted.
+- ``reason``: why a trial was over budget, rejected, pruned, stopped or interrupted.
+- ``rung``: the epochs a trial stopped by ``--fidelity asha`` trained (its ``val_acc`` is
+  the accuracy there); empty for the others.
+- ``proxy_score``: the ``--prescreen`` proxy's score of the proposal (trained or proxy-only).
 - ``time_ask``, ``time_sample``, ``time_build``, ``time_flops``, ``time_train``, ``time_eval``,
   ``time_latency``, ``time_tell``, ``time_leaderboard``: the seconds the trial spent in each
   phase (``affinity.search.timing`` says what each covers); empty for a trial that recorded
@@ -67,6 +71,8 @@ COLUMNS = (
     "config_hash",
     "duplicate_of",
     "reason",
+    "rung",
+    "proxy_score",
     *timing.COLUMNS,
 )
 
@@ -149,6 +155,8 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
             "config_hash": attrs.get("config_hash"),
             "duplicate_of": attrs.get("duplicate_of"),
             "reason": attrs.get("reason"),
+            "rung": attrs.get("rung"),
+            "proxy_score": attrs.get("proxy_score"),
             **timing.row_times(attrs),
         }
         for name in params:
@@ -169,7 +177,9 @@ def build_leaderboard(study: optuna.Study) -> pd.DataFrame:
     for name in params:  # keep ints as ints where a conditional parameter is missing (no 3.0)
         board[name] = pd.Series([r[name] for r in rows], dtype=object)
     board["n_seeds"] = board["n_seeds"].astype("Int64")
-    floats = ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s")
+    board["rung"] = board["rung"].astype("Int64")
+    floats = ("val_acc", "val_acc_mean", "val_acc_std", "gflops", "params_m", "latency_ms", "duration_s",
+              "proxy_score")  # fmt: skip
     for col in (*floats, *timing.COLUMNS):
         board[col] = pd.to_numeric(board[col], errors="coerce").astype(float)
     if len(board):

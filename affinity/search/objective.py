@@ -42,7 +42,7 @@ __all__ = ["Outcome", "cpu_latency_ms", "evaluate", "seeded_model", "trial_seed"
 
 #: what a trial's result is: a duplicate copies these from the trial it repeats
 RESULT_ATTRS = ("status", "reason", "gflops", "params_m", "latency_ms", "val_acc", "val_acc_std", "n_seeds",
-                "seeds", "seed_val_acc", "seed", "threads", "epoch_acc")  # fmt: skip
+                "seeds", "seed_val_acc", "seed", "threads", "epoch_acc", "rung")  # fmt: skip
 #: Timed forward passes for the CPU latency (after one warm-up); the median is kept.
 LATENCY_RUNS = 5
 
@@ -128,7 +128,7 @@ def find_duplicate(study: optuna.Study, trial_number: int, digest: str) -> Any:
         if (
             t.number != trial_number
             and t.user_attrs.get("config_hash") == digest
-            and t.user_attrs.get("status") in ("ok", "over_budget", "rejected", "pruned")
+            and t.user_attrs.get("status") in ("ok", "over_budget", "rejected", "pruned", "stopped")
         ):
             return t
     return None
@@ -234,6 +234,10 @@ def evaluate(
     single = settings.objective == "accuracy"
     epochs = settings.budget.epochs
     epoch_acc: list[float] = []
+    from affinity.search.fidelity import Stopped, rung_check
+
+    # --fidelity asha: judged at each rung on the first seed's accuracy, as the pruner is
+    at_rung = rung_check(study, trial, settings) if settings.fidelity == "asha" else None
 
     def after_epoch(repeat: int, epoch: int, acc: float) -> None:
         if on_epoch is not None:  # the display counts the epochs of every seed
@@ -243,6 +247,8 @@ def evaluate(
             return
         # the pruner and epoch_acc follow the first seed (a step is reported once)
         epoch_acc.append(float(acc))
+        if at_rung is not None:
+            at_rung(epoch, float(acc))
         if single:  # what the worker records if the pruner stops it (else it comes with the result)
             trial.set_user_attr("epoch_acc", epoch_acc)
             trial.report(float(acc), epoch)
@@ -263,6 +269,9 @@ def evaluate(
             metrics = train(net, data, train_cfg, on_epoch=functools.partial(after_epoch, repeat))
         except AffinityError as exc:
             return Outcome("FAIL", attrs={**attrs, "status": "rejected", "reason": f"train: {exc}"})
+        except Stopped as stop:
+            stopped = {"val_acc": stop.acc, "rung": stop.rung, "epoch_acc": epoch_acc, "seed": seed}
+            return Outcome("PRUNED", None, {**attrs, **stopped, "status": "stopped", "reason": str(stop)})
         accs.append(float(metrics.val_acc))
         train_s += float(metrics.wall_s)
         if clock is not None:

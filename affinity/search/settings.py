@@ -11,7 +11,8 @@ line's values under the same rules. The data and budget settings are ``TrainConf
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,13 @@ from affinity.train.config import BUDGET_KEYS, Rule, TrainConfig, integer, numbe
 
 __all__ = [
     "BUDGET_KEYS",
+    "FIDELITIES",
     "OBJECTIVES",
     "PRUNERS",
     "SAMPLERS",
     "TRIAL_DEFAULTS",
     "Settings",
+    "check_cheap_signals",
     "check_enqueue",
     "check_setting",
     "parse_settings",
@@ -35,6 +38,9 @@ __all__ = [
 SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc")
 OBJECTIVES = ("pareto", "accuracy")
 PRUNERS = ("median", "hyperband", "none")
+#: ``none``: every trial trains the whole budget; ``asha``: multi-objective successive halving
+#: (``affinity.search.fidelity``)
+FIDELITIES = ("none", "asha")
 
 #: A search trains many models briefly, so each trial's defaults are smaller than
 #: ``affinity train``'s (TrainConfig's): 16×16 images, 2 epochs of batch 64. Every other
@@ -61,6 +67,13 @@ class Settings:
         n_trials, sampler, objective, pruner, n_jobs: the study.
         repeats: training seeds per new configuration (val accuracy is their mean).
         max_gflops, max_params: constraints checked before training.
+        fidelity, rungs, eta: multi-fidelity (``affinity.search.fidelity``): with ``asha`` a
+            trial continues past each rung (an epoch count; empty: the epochs divided by
+            powers of ``eta``) only while it is in the best ``1/eta`` of the trials that
+            reached it; the full budget (``budget.epochs``) is the last rung.
+        prescreen, proxy: with ``prescreen`` K > 1, each trained trial is the best of K
+            proposals by the zero-cost ``proxy`` (``affinity.search.prescreen``).
+        timeout: seconds after which no new trial starts (running ones finish); None: none.
     """
 
     dataset: str = "digits"
@@ -77,6 +90,12 @@ class Settings:
     #: ``search.enqueue``: known designs evaluated first, as {parameter name: value}
     #: (checked against the space's parameters by ``check_enqueue``)
     enqueue: tuple[dict[str, Any], ...] = ()
+    fidelity: str = "none"
+    rungs: tuple[int, ...] = ()
+    eta: int = 3
+    prescreen: int = 1
+    proxy: str = "naswot"
+    timeout: float | None = None
 
     @property
     def seed(self) -> int:
@@ -89,13 +108,30 @@ class Settings:
         budget = {k: getattr(self.budget, k) for k in BUDGET_KEYS}
         return {"dataset": self.dataset, "img_size": self.img_size, "seed": self.seed, **budget}
 
+    def rung_epochs(self) -> tuple[int, ...]:
+        """The epochs at which an ``asha`` trial is judged, then the full budget (the last
+        rung): ``rungs`` below ``budget.epochs``, or, when none were given, the epochs
+        divided by ``eta``, ``eta``², ... rounded (9 epochs, η 3: 1, 3, 9); empty for
+        ``fidelity: none``."""
+        if self.fidelity != "asha":
+            return ()
+        epochs = self.budget.epochs
+        below = [r for r in self.rungs if r < epochs]
+        if not self.rungs:
+            below = sorted({round(epochs / self.eta**k) for k in range(1, 64) if epochs / self.eta**k >= 1})
+            below = [r for r in below if r < epochs]
+        return (*below, epochs)
+
 
 #: the top-level settings of a space file
 TOP_KEYS = ("dataset", "img_size", "seed")
 #: the keys each section of a space file takes (the budget's are TrainConfig's fields)
 SECTION_KEYS = {
     "budget": BUDGET_KEYS,
-    "search": ("n_trials", "sampler", "objective", "pruner", "n_jobs", "repeats", "enqueue"),
+    "search": (
+        *("n_trials", "sampler", "objective", "pruner", "n_jobs", "repeats", "enqueue"),
+        *("fidelity", "rungs", "eta", "prescreen", "proxy", "timeout"),
+    ),
     "constraints": ("max_gflops", "max_params"),
 }
 #: setting -> its key path in the file
@@ -123,12 +159,42 @@ _SEARCH_RULES: dict[str, Rule] = {
     "repeats": integer(1, 100),
     "max_gflops": number(0, open_low=True, optional=True),
     "max_params": number(0, open_low=True, optional=True),
+    "fidelity": _one_of(FIDELITIES),
+    "rungs": Rule(lambda v: _rung_list(v) is not None, "increasing epochs >= 1, comma-separated (1,3,9)"),
+    "eta": integer(2),
+    "prescreen": integer(1),
+    "proxy": Rule(lambda v: isinstance(v, str) and v != "", "a proxy name (affinity proxies lists them)"),
+    "timeout": number(0, open_low=True, optional=True),
 }
+#: settings whose checked value is converted from what was given
+_CONVERT = {"rungs": lambda v: _rung_list(v)}
 _UNITS = {
     "n_trials": " (the total number of trials in the study)",
+    "eta": " (one trial in eta continues past a rung)",
+    "prescreen": " (proposals scored per trained trial; 1: off)",
+    "timeout": " (seconds)",
     "max_gflops": " (GFLOPs, fvcore)",
     "max_params": " (millions of parameters)",
 }
+
+
+def _rung_list(value: Any) -> tuple[int, ...] | None:
+    """``rungs`` as given (``"1,3,9"`` or a YAML list) as a tuple, or None when it is not a
+    non-empty increasing list of integers >= 1."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        return None
+    rungs = []
+    for item in items:
+        text = item.strip() if isinstance(item, str) else item
+        if isinstance(text, str) and text.isdigit():
+            text = int(text)
+        if not isinstance(text, int) or isinstance(text, bool) or text < 1:
+            return None
+        rungs.append(text)
+    if any(b <= a for a, b in itertools.pairwise(rungs)):
+        return None
+    return tuple(rungs)
 
 
 def check_setting(key: str, value: Any, where: str | None = None) -> Any:
@@ -138,7 +204,7 @@ def check_setting(key: str, value: Any, where: str | None = None) -> Any:
     if not spec(value):
         allowed = spec.allowed + _UNITS.get(key, "")
         raise SpaceError(f"{where or _SETTING_PATHS[key]}: {show(value)} is not allowed; allowed: {allowed}")
-    return spec.convert(value)
+    return _CONVERT[key](value) if key in _CONVERT else spec.convert(value)
 
 
 def parse_settings(doc: Mapping[str, Any]) -> Settings:
@@ -158,7 +224,7 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
                 values[key] = _enqueue_list(body[key])
                 continue
             values[key] = check_setting(key, body[key])
-    return _settings(Settings(), values)
+    return _settings(Settings(), values, lambda key: _SETTING_PATHS[key])
 
 
 def _enqueue_list(raw: Any) -> tuple[dict[str, Any], ...]:
@@ -215,12 +281,51 @@ def with_overrides(settings: Settings, **changes: Any) -> Settings:
     for key, value in changes.items():
         if value is None:
             continue
-        values[key] = check_setting(key, value, f"--{key.replace('_', '-')}")
-    return _settings(settings, values)
+        values[key] = check_setting(key, value, _option(key))
+    return _settings(settings, values, lambda key: _option(key) if key in values else _SETTING_PATHS[key])
 
 
-def _settings(settings: Settings, values: Mapping[str, Any]) -> Settings:
-    """``settings`` with checked ``values`` (flat: budget keys and the seed go to ``budget``)."""
+def _option(key: str) -> str:
+    return f"--{key.replace('_', '-')}"
+
+
+def _settings(settings: Settings, values: Mapping[str, Any], where: Callable[[str], str]) -> Settings:
+    """``settings`` with checked ``values`` (flat: budget keys and the seed go to ``budget``),
+    their combination checked (``check_cheap_signals``; ``where`` names a setting)."""
     budget = {k: v for k, v in values.items() if k in BUDGET_KEYS or k == "seed"}
     rest = {k: v for k, v in values.items() if k not in budget}
-    return dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **budget), **rest)
+    new = dataclasses.replace(settings, budget=dataclasses.replace(settings.budget, **budget), **rest)
+    check_cheap_signals(new, where)
+    return new
+
+
+def check_cheap_signals(settings: Settings, where: Callable[[str], str]) -> None:
+    """The multi-fidelity and pre-screening settings fit together and with the budget; a
+    SpaceError naming the setting (``where(key)``: its option or key path) otherwise."""
+    s = settings
+    epochs = s.budget.epochs
+    if s.fidelity != "asha":
+        if s.rungs:
+            raise SpaceError(f"{where('rungs')}: rungs are allowed only with fidelity asha (--fidelity asha)")
+    elif s.objective != "pareto":
+        raise SpaceError(
+            f"{where('fidelity')}: asha is allowed only with objective pareto (for --objective accuracy "
+            "use --pruner hyperband)"
+        )
+    elif s.budget.max_steps is not None:
+        raise SpaceError(f"{where('fidelity')}: asha counts epochs; allowed only with max_steps null")
+    elif s.rungs and s.rungs[-1] > epochs:
+        raise SpaceError(
+            f"{where('rungs')}: rung {s.rungs[-1]} is beyond the budget's {epochs} epochs; allowed: "
+            f"increasing epochs from 1 to {epochs} (the full budget is the last rung)"
+        )
+    elif len(s.rung_epochs()) < 2:
+        raise SpaceError(
+            f"{where('rungs') if s.rungs else where('fidelity')}: asha needs a rung below the budget's "
+            f"{epochs} epochs; allowed: --rungs with an epoch count < {epochs}, or more epochs"
+        )
+    if s.prescreen > 1:
+        from affinity.proxies import PROXIES
+
+        if s.proxy not in PROXIES:
+            raise SpaceError(f"{where('proxy')}: {s.proxy!r} is not a proxy; allowed: {', '.join(PROXIES)}")

@@ -42,12 +42,17 @@ __all__ = [
 #: ok (COMPLETE), duplicate (the state of the trial it repeats), over_budget (PRUNED: costed,
 #: never trained), pruned (PRUNED by the pruner), rejected (FAIL: the models refused the
 #: combination; ``reason`` says why), interrupted (FAIL: Ctrl-C or a dead worker; redone on
-#: resume), error (FAIL: an unexpected exception, a bug).
-STATUSES = ("ok", "duplicate", "over_budget", "pruned", "rejected", "interrupted", "error")
+#: resume), error (FAIL: an unexpected exception, a bug), stopped (PRUNED: --fidelity asha
+#: stopped it at a rung, ``affinity.search.fidelity``), proxy_only (PRUNED: --prescreen scored
+#: it and trained another proposal, ``affinity.search.prescreen``).
+STATUSES = (
+    *("ok", "duplicate", "over_budget", "pruned", "rejected", "interrupted", "error"),
+    *("stopped", "proxy_only"),
+)
 #: statuses that do not count towards n_trials: an interrupted trial is run again on resume;
 #: a duplicate is recorded (the sampler sees its reused result) but trains nothing, so
-#: ``n_trials`` counts distinct evaluations
-NOT_COUNTED = ("interrupted", "duplicate")
+#: ``n_trials`` counts distinct evaluations; a proxy-only proposal was scored, not trained
+NOT_COUNTED = ("interrupted", "duplicate", "proxy_only")
 #: a worker stops after this many duplicate proposals in a row (the sampler keeps proposing
 #: what was evaluated: the space is nearly exhausted or the sampler has converged)
 MAX_CONSECUTIVE_DUPLICATES = 20

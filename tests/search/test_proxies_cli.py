@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from affinity.proxies import PROXIES, kendall_tau_b, spearman_rho
+from affinity.search.hypervolume import contributions, hypervolume
 from tests._cli import run_main
 
 
@@ -45,6 +46,19 @@ def test_scores_every_trained_configuration_once(tiny_results: Path) -> None:
         assert corr.loc[name, "kendall_tau"] == pytest.approx(tau, nan_ok=True)
         rho = spearman_rho(trials[name], trials["val_acc"])
         assert corr.loc[name, "spearman_rho"] == pytest.approx(rho, nan_ok=True)
+        tau_hv = kendall_tau_b(trials[name], trials["hv_contribution"])
+        assert corr.loc[name, "kendall_tau_hv"] == pytest.approx(tau_hv, nan_ok=True)
+        rho_hv = spearman_rho(trials[name], trials["hv_contribution"])
+        assert corr.loc[name, "spearman_rho_hv"] == pytest.approx(rho_hv, nan_ok=True)
+    # each trial's hypervolume contribution: the study's hypervolume less that of the others,
+    # at the study's reference point (the search prints its hypervolume at the same point)
+    ref = 1.1 * board["gflops"].max()
+    points = list(zip(trials["val_acc"], trials["gflops"]))
+    for k, number in enumerate(trials.index):
+        lost = hypervolume(points, ref) - hypervolume(points[:k] + points[k + 1 :], ref)
+        assert trials.loc[number, "hv_contribution"] == pytest.approx(lost, rel=1e-9, abs=1e-15)
+        # a dominated design adds nothing (up to the sweep's rounding), a front design adds area
+        assert (lost > 1e-9 * hypervolume(points, ref)) == (trained.loc[number, "pareto_rank"] == 1)
     folder = tiny_results / "tiny" / "proxies"
     assert sorted(p.name for p in folder.glob("proxy_*.png")) == [f"proxy_{n}.png" for n in PROXIES.names()]
     written = pd.read_csv(folder / "scores.csv").set_index("number")
@@ -83,3 +97,13 @@ def test_bad_input_is_one_line_and_exit_2(tiny_results: Path, args: list[str], n
     assert len(ran.stderr.strip().splitlines()) == 1 and "Traceback" not in ran.stderr
     assert all(n in ran.stderr for n in names), ran.stderr
     assert sorted(p.name for p in tiny_results.iterdir()) == before
+
+
+def test_hypervolume_contributions_by_hand() -> None:
+    # reference GFLOPs 10; points (acc, gflops): a (0.5, 2), b (0.8, 6), c (0.4, 4) dominated by a.
+    # HV: strip [2, 6) at 0.5 = 2.0, strip [6, 10) at 0.8 = 3.2: 5.2. Without a: [4, 6) at 0.4
+    # = 0.8 and [6, 10) at 0.8 = 3.2: 4.0, so a adds 1.2; without b: [2, 10) at 0.5 = 4.0, so
+    # b adds 1.2; c adds nothing
+    assert contributions([(0.5, 2.0), (0.8, 6.0), (0.4, 4.0)], 10.0) == pytest.approx([1.2, 1.2, 0.0])
+    # two equal points: each is replaced by the other, so neither adds anything alone
+    assert contributions([(0.5, 2.0), (0.5, 2.0)], 10.0) == pytest.approx([0.0, 0.0])
