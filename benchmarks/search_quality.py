@@ -25,7 +25,8 @@ s`` is the training time the run would have spent without the cache.
 
 Samplers: ``tpe`` (the default: multivariate, group, constant liar), ``nsga2``, ``random``,
 ``qmc``, and ``tpe-indep`` (independent TPE, no constant liar), ``tpe-startup`` (the default
-with n_startup_trials = n_trials // 2).
+with n_startup_trials = n_trials // 2), and any ``tpe+KEY=VALUE+...`` (the default TPE with
+some options changed: ``TPE_KEYS``, e.g. ``tpe+gamma=0.25+startup=5``).
 
     python benchmarks/search_quality.py --space shifts.yaml --seeds 3 --trials 30 --threads 1
 """
@@ -98,9 +99,54 @@ class TrainCache:
         return cached
 
 
+TPE_KEYS = {
+    "startup": "n_startup_trials (an integer)",
+    "gamma": "the fraction of trials TPE calls good (gamma(n) = ceil(fraction * n), at most 25)",
+    "cand": "n_ei_candidates (an integer)",
+    "prior": "prior_weight (a number)",
+    "liar": "constant_liar (0 or 1)",
+    "multivariate": "multivariate and group (0 or 1)",
+}
+
+
+def _tpe_options(spec: str, n_trials: int) -> dict[str, Any]:
+    """TPESampler keyword arguments for a ``tpe+KEY=VALUE+...`` sampler spec (``TPE_KEYS``),
+    on top of the search's default TPE; ``tpe-indep`` and ``tpe-startup`` are shorthands."""
+    import math
+
+    options: dict[str, Any] = {
+        "multivariate": True,
+        "group": True,
+        "constant_liar": True,
+        "n_startup_trials": max(2, min(10, n_trials // 3)),
+    }
+    if spec == "tpe-indep":
+        return {**options, "multivariate": False, "group": False, "constant_liar": False}
+    if spec == "tpe-startup":
+        return {**options, "n_startup_trials": max(2, n_trials // 2)}
+    for part in spec.split("+")[1:]:
+        key, _, value = part.partition("=")
+        if key not in TPE_KEYS or not value:
+            raise SystemExit(f"--samplers: {part!r} in {spec!r}: allowed keys: {', '.join(TPE_KEYS)}")
+        if key == "startup":
+            options["n_startup_trials"] = int(value)
+        elif key == "gamma":
+            fraction = float(value)
+            options["gamma"] = lambda n, f=fraction: min(math.ceil(f * n), 25)
+        elif key == "cand":
+            options["n_ei_candidates"] = int(value)
+        elif key == "prior":
+            options["prior_weight"] = float(value)
+        elif key == "liar":
+            options["constant_liar"] = bool(int(value))
+        else:
+            options["multivariate"] = options["group"] = bool(int(value))
+    return options
+
+
 def _variant(name: str, n_trials: int, offset: int) -> Any:
     """A ``make_sampler`` for ``name`` whose seed is moved by ``offset`` (the run's sampler
-    seed; the study seed stays the training seed)."""
+    seed; the study seed stays the training seed). ``tpe`` alone is the search's own."""
     import optuna
 
     from affinity.search import study as study_mod
@@ -109,13 +155,8 @@ def _variant(name: str, n_trials: int, offset: int) -> Any:
 
     def make(settings: Any, space: Any, *, seed: int) -> Any:
         seed += offset
-        if name == "tpe-indep":
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, n_trials // 3)))
-        if name == "tpe-startup":
-            startup = max(2, n_trials // 2)
-            return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup
-            )
+        if name.startswith("tpe") and name != "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **_tpe_options(name, n_trials))
         return base(settings, space, seed=seed)
 
     return make
@@ -239,6 +280,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_optuna()
     samplers = args.samplers.split(",")
+    for spec in samplers:
+        if spec.startswith("tpe"):
+            _tpe_options(spec, args.trials)
+        elif spec not in SAMPLERS:
+            raise SystemExit(
+                f"--samplers: {spec!r} is not allowed; allowed: {', '.join(SAMPLERS)}, tpe+KEY=VALUE"
+            )
     cache = TrainCache(args.cache)
     train_seed = None if args.vary_training else args.train_seed
     runs = []
