@@ -354,7 +354,9 @@ def _loop(
         while True:
             trial: optuna.Trial | None = None
             told = False
-            beat = contextlib.ExitStack()  # the trial's heartbeat (RDB storages), stopped before telling
+            # the trial's heartbeat (RDB storages), beating until it is told: a tell waits for the
+            # ask lock, and a trial silent meanwhile could be reaped as stale
+            beat = contextlib.ExitStack()
             clock = PhaseClock()
             clock.add("leaderboard", outputs_s)
             try:
@@ -400,7 +402,6 @@ def _loop(
                     clock.start("tell")
                     if on_phase is not None:
                         on_phase("tell", number)
-                    beat.close()
                     retrying(spec.storage, _tell, study, spec, trial, outcome, worker, clock, reset=reset)
                     told = True
                 if bug is not None:
@@ -408,7 +409,6 @@ def _loop(
             except KeyboardInterrupt:
                 if trial is not None and not told:
                     with interrupts.held():
-                        beat.close()
                         if _tell(study, spec, trial, INTERRUPTED, worker):
                             requeue(study, trial.number)
                 raise

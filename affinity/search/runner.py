@@ -89,7 +89,8 @@ def _stop_fork_server() -> None:
     global _server_environ
     from multiprocessing import forkserver
 
-    forkserver._forkserver._stop()  # type: ignore[attr-defined]  # CPython's, "used by unit tests"
+    with contextlib.suppress(OSError):  # already gone
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]  # CPython's, "used by unit tests"
     _server_environ = None
 
 
