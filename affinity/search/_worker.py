@@ -193,7 +193,7 @@ def _prescreened(
     from affinity.search.prescreen import prescreen
 
     def tell(loser: optuna.Trial, attrs: dict[str, Any]) -> None:
-        _tell(study, loser, Outcome("PRUNED", None, attrs), worker)
+        _tell(study, spec, loser, Outcome("PRUNED", None, attrs), worker)
 
     return prescreen(
         study,
