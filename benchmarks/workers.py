@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +58,9 @@ def _workload(space: str, n: int, seed: int, folder: Path) -> Path:
 
 
 def _run(storage: str | None, n_jobs: int, n_trials: int, space: Path, extra: list[str]) -> dict[str, float]:
-    """One search: wall seconds, finished trials, and the span from first start to last end."""
+    """One search: wall seconds, finished trials, the span from first start to last end, the
+    CPU seconds of all its processes (workers, parent, fork server; not the database's) and
+    the tail (one worker idle, the other finishing its last trial)."""
     import optuna
 
     from affinity.search.study import counted, default_storage_path, open_storage
@@ -69,16 +73,27 @@ def _run(storage: str | None, n_jobs: int, n_trials: int, space: Path, extra: li
     if storage is not None:
         cmd += ["--storage", storage]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=out)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     store = open_storage(storage, default_storage_path(out, study), create=False)
     trials = optuna.load_study(study_name=study, storage=store).get_trials(deepcopy=False)
     done, _ = counted(trials)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
     span = (max(ends) - min(starts)).total_seconds()
-    return {"wall": wall, "done": done, "span": span}
+    last: dict[Any, Any] = {}  # each worker's last trial end
+    for t in trials:
+        if t.datetime_complete is not None:
+            worker = t.user_attrs.get("worker")
+            last[worker] = max(last.get(worker, t.datetime_complete), t.datetime_complete)
+    # the tail: seconds between the first worker running out of trials and the last one's end
+    # (inside the steady span; with few trials, one trial's length)
+    tail = (max(ends) - min(last.values())).total_seconds()
+    return {"wall": wall, "done": done, "span": span, "cpu": cpu, "tail": tail}
 
 
 def _rate(runs: list[dict[str, float]], key: str) -> float:
@@ -115,18 +130,26 @@ def main() -> None:
         print(f"{args.space}: the same {args.n_trials} enqueued configurations every run (seed {args.seed}), "
               f"{os.cpu_count()} CPUs, rounds {args.rounds}")  # fmt: skip
         print(f"{'storage':<10} {'workers':>7} {'wall s':>7} {'trials':>6} {'e2e/h':>6} {'steady s':>8} "
-              f"{'steady/h':>8}  load avg (1, 5, 15 min)")  # fmt: skip
+              f"{'steady/h':>8} {'cpu s':>6} {'tail s':>6}  load avg (1, 5, 15 min)")  # fmt: skip
         for name, storage in backends + ([("postgresql", None)] if server else []):
             runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
             for n_jobs in [1, 2, 2, 1] * args.rounds:
-                url = server.create_database(f"b_{uuid.uuid4().hex[:8]}") if name == "postgresql" else storage
+                url = (
+                    server.create_database(f"b_{uuid.uuid4().hex[:8]}")
+                    if server and name == "postgresql"
+                    else storage
+                )
                 r = _run(url, n_jobs, args.n_trials, space, args.extra)
                 runs[n_jobs].append(r)
                 load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
                 print(f"{name:<10} {n_jobs:>7} {r['wall']:>7.1f} {r['done']:>6} {_rate([r], 'wall'):>6.0f} "
-                      f"{r['span']:>8.1f} {_rate([r], 'span'):>8.0f}  {load}", flush=True)  # fmt: skip
+                      f"{r['span']:>8.1f} {_rate([r], 'span'):>8.0f} {r['cpu']:>6.1f} {r['tail']:>6.1f}  "
+                      f"{load}", flush=True)  # fmt: skip
             e2e, steady = (_rate(runs[2], key) / _rate(runs[1], key) for key in ("wall", "span"))
-            print(f"{name}: 2 workers / 1 worker = {e2e:.2f}x end to end, {steady:.2f}x steady (medians)")
+            cpu = statistics.median(r["cpu"] for r in runs[2]) / statistics.median(r["cpu"] for r in runs[1])
+            print(f"{name}: 2 workers / 1 worker = {e2e:.2f}x end to end, {steady:.2f}x steady (medians); "
+                  f"CPU seconds {cpu:.2f}x (what the second worker costs over the same trials: the bound "
+                  "on a machine with 2 idle cores is about 2 / that)")  # fmt: skip
     finally:
         if server is not None:
             server.stop()

@@ -127,6 +127,10 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
+    if not check:  # --n-jobs N > 1: the worker processes' imports load while this validates
+        from affinity.search.runner import preload_workers
+
+        preload_workers(overrides.get("n_jobs") or 1)
     from affinity._progress import progress_mode
     from affinity.errors import StudyError, check_name
     from affinity.search.render import console as make_console

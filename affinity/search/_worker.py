@@ -148,25 +148,38 @@ def _ask_more(study: optuna.Study, spec: RunSpec, worker: int, n: int) -> list[o
 
 
 def _tell(
-    study: optuna.Study, trial: optuna.Trial, outcome: Outcome, worker: int, clock: PhaseClock | None = None
+    study: optuna.Study,
+    spec: RunSpec,
+    trial: optuna.Trial,
+    outcome: Outcome,
+    worker: int,
+    clock: PhaseClock | None = None,
 ) -> bool:
     """Record the outcome (and the trial's phase times, when ``clock`` timed them); False when
     another worker had already failed the trial as stale (its heartbeat was late: this
     worker was stalled or cut off from the database) and queued its configuration again, so
-    this result is dropped."""
+    this result is dropped.
+
+    Under the ask lock, which reaping holds too: a reap writes ``status: interrupted`` and
+    then the FAIL state, a tell its own ``status`` and then its state; interleaved, a trial
+    could end FAIL with ``status: ok`` (counted, and its configuration queued again: trained
+    twice) or COMPLETE with ``status: interrupted`` (its result not counted)."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    from affinity.search.storages import ask_lock
+
     try:
-        stored = trial.user_attrs  # this process's copy: what the trial already wrote
-        for key, value in outcome.attrs.items():
-            if key not in stored or stored[key] != value:  # each write is a storage round trip
-                trial.set_user_attr(key, value)
-        if clock is not None:
-            clock.stop()
-            trial.set_user_attr(ATTR, clock.record())
-        values = outcome.values if outcome.state == "COMPLETE" else None
-        study.tell(trial, values=values, state=TrialState[outcome.state])
+        with ask_lock(spec.storage, spec.study, spec.lock):
+            stored = trial.user_attrs  # this process's copy: what the trial already wrote
+            for key, value in outcome.attrs.items():
+                if key not in stored or stored[key] != value:  # each write is a storage round trip
+                    trial.set_user_attr(key, value)
+            if clock is not None:
+                clock.stop()
+                trial.set_user_attr(ATTR, clock.record())
+            values = outcome.values if outcome.state == "COMPLETE" else None
+            study.tell(trial, values=values, state=TrialState[outcome.state])
     except UpdateFinishedTrialError:
         _reaped(worker, trial.number)
         return False
@@ -180,7 +193,7 @@ def _prescreened(
     from affinity.search.prescreen import prescreen
 
     def tell(loser: optuna.Trial, attrs: dict[str, Any]) -> None:
-        _tell(study, loser, Outcome("PRUNED", None, attrs), worker)
+        _tell(study, spec, loser, Outcome("PRUNED", None, attrs), worker)
 
     return prescreen(
         study,
@@ -341,7 +354,9 @@ def _loop(
         while True:
             trial: optuna.Trial | None = None
             told = False
-            beat = contextlib.ExitStack()  # the trial's heartbeat (RDB storages), stopped before telling
+            # the trial's heartbeat (RDB storages), beating until it is told: a tell waits for the
+            # ask lock, and a trial silent meanwhile could be reaped as stale
+            beat = contextlib.ExitStack()
             clock = PhaseClock()
             clock.add("leaderboard", outputs_s)
             try:
@@ -387,16 +402,14 @@ def _loop(
                     clock.start("tell")
                     if on_phase is not None:
                         on_phase("tell", number)
-                    beat.close()
-                    retrying(spec.storage, _tell, study, trial, outcome, worker, clock, reset=reset)
+                    retrying(spec.storage, _tell, study, spec, trial, outcome, worker, clock, reset=reset)
                     told = True
                 if bug is not None:
                     raise bug
             except KeyboardInterrupt:
                 if trial is not None and not told:
                     with interrupts.held():
-                        beat.close()
-                        if _tell(study, trial, INTERRUPTED, worker):
+                        if _tell(study, spec, trial, INTERRUPTED, worker):
                             requeue(study, trial.number)
                 raise
             finally:

@@ -1,4 +1,4 @@
-"""Running a search: the workers (one here, more as spawned processes), Ctrl-C passed on to
+"""Running a search: the workers (one here, more as worker processes), Ctrl-C passed on to
 them, and the live display; the per-trial loop itself is ``_worker.worker_loop``.
 
 The leaderboard is rewritten after every finished trial and once more at the end, however
@@ -27,6 +27,73 @@ if TYPE_CHECKING:
 __all__ = ["PHASES", "RunSpec", "Summary", "quiet_optuna", "run_search"]
 
 
+#: what a worker process imports before and during its first trial: loaded once, in the
+#: ``multiprocessing`` fork server the workers are forked from, instead of in each worker
+#: (N imports of torch competing for the cores) and inside its first trial
+WORKER_IMPORTS = (
+    "torch",
+    "numpy",
+    "optuna",
+    "sqlalchemy",
+    "psycopg",  # PostgreSQL's driver where installed (a missing one is skipped)
+    "fvcore.nn",
+    "affinity.data",
+    "affinity.flops",
+    "affinity.train",
+    "affinity.search._worker",
+    "affinity.search._storage",
+    "affinity.search.objective",
+    "affinity.search.space",
+    "affinity.search.storages",
+    "affinity.search.study",
+)
+
+
+def _context() -> Any:
+    """Where worker processes come from: a fork server that imported ``WORKER_IMPORTS``
+    (forked from a process that touched no thread pool, database or terminal), or plain
+    spawn where there is none (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_IMPORTS))
+    return ctx
+
+
+#: the environment the running fork server was started in (None: none runs): its workers
+#: see that one, not this process's (``$AFFINITY_HOST``, ``$AFFINITY_DATA`` and the like)
+_server_environ: dict[str, str] | None = None
+
+
+def preload_workers(n_jobs: int) -> None:
+    """With ``n_jobs`` > 1, start the workers' fork server now, so that its imports load in
+    the background while the command validates its input; ``run_search`` forks from it. A
+    command that stops earlier leaves it to exit with this process."""
+    if n_jobs > 1 and "forkserver" in multiprocessing.get_all_start_methods():
+        _fork_server()
+
+
+def _fork_server() -> None:
+    """Make sure a fork server started in this process's present environment runs."""
+    global _server_environ
+    from multiprocessing import forkserver
+
+    if _server_environ != dict(os.environ):
+        _stop_fork_server()
+    _context()
+    forkserver.ensure_running()
+    _server_environ = dict(os.environ)
+
+
+def _stop_fork_server() -> None:
+    global _server_environ
+    from multiprocessing import forkserver
+
+    with contextlib.suppress(OSError):  # already gone
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]  # CPython's, "used by unit tests"
+    _server_environ = None
+
+
 def _spawned_worker(spec: RunSpec, worker: int) -> None:
     """Entry point of a spawned worker process: Ctrl-C ends it quietly (the parent reports)."""
     import sys
@@ -46,7 +113,8 @@ def run_search(
 ) -> tuple[optuna.Study, Any, Summary]:
     """Run the workers until the study holds ``spec.target`` trials.
 
-    One worker runs in this process; more are spawned processes (``multiprocessing`` spawn),
+    One worker runs in this process; more are processes forked from a server that loaded their
+    imports once (``multiprocessing`` forkserver; ``WORKER_IMPORTS``),
     each opening the same storage while this process refreshes the display and rewrites the
     leaderboard as trials finish.
 
@@ -110,7 +178,10 @@ def _run_processes(
     from affinity.search.storages import connection_errors
     from affinity.search.study import counted
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _context()
+    forked = isinstance(ctx, multiprocessing.context.ForkServerContext)
+    if forked:
+        _fork_server()
     procs = [ctx.Process(target=_spawned_worker, args=(spec, i), daemon=False) for i in range(n_jobs)]
     for p in procs:
         p.start()
@@ -140,6 +211,8 @@ def _run_processes(
     finally:
         for p in procs:
             p.join()
+        if forked:  # no process left behind; the next run starts its own
+            _stop_fork_server()
     codes = [p.exitcode for p in procs]
     if any(c == 130 for c in codes):
         raise KeyboardInterrupt

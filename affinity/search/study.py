@@ -287,10 +287,12 @@ def requeue(study: optuna.Study, number: int) -> None:
     """Queue interrupted trial ``number``'s configuration (its parameters so far) to be
     evaluated again: the next ``study.ask()`` takes it. WAITING trials are queued work, not
     counted. The parameters are read back from the storage: a Ctrl-C inside ``suggest_*``
-    can land after the storage recorded a parameter and before the live trial cached it."""
+    can land after the storage recorded a parameter and before the live trial cached it. A
+    queued trial cut off before sampling has no parameters yet: its queued ones are kept."""
     (trial,) = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     first = trial.user_attrs.get("retry_of", trial.number)
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": first})
+    params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    study.enqueue_trial(params, user_attrs={"retry_of": first})
 
 
 def _alive(pid: int) -> bool:

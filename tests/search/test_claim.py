@@ -1,5 +1,7 @@
 """Two workers proposed the same configuration at once: only one trains it, the other waits
-and copies its result (a configuration must not count twice towards n_trials)."""
+and copies its result (a configuration must not count twice towards n_trials); a worker's
+tell waits for a reap under way (the two never interleave); a reaped trial's configuration is
+queued again even when it was cut off before sampling it."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from typing import Any
 
 import optuna
 
-from affinity.search._worker import RunSpec, claim
+from affinity.search._storage import fail_running, trial_id
+from affinity.search._worker import RunSpec, _tell, claim
+from affinity.search.objective import Outcome
 from affinity.search.space import load_space
 from affinity.search.storages import ask_lock
-from affinity.search.study import HOST, default_storage_path, open_storage
+from affinity.search.study import HOST, counted, default_storage_path, open_storage, reap_stale
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -69,3 +73,37 @@ def test_a_dead_claimers_configuration_is_taken_over() -> None:
     assert trials[dead.number].state.name == "FAIL"
     assert trials[dead.number].user_attrs["status"] == "interrupted"
     assert trials[live.number].user_attrs["claimed"] == "x"
+
+
+def test_a_tell_waits_for_a_reap_under_way() -> None:
+    study, spec = _setup()
+    trial = _ask(study, spec)
+    told: list[bool] = []
+    with ask_lock(spec.storage, spec.study, spec.lock):  # another worker reaping (a late heartbeat)
+        teller = threading.Thread(
+            target=lambda: told.append(
+                _tell(study, spec, trial, Outcome("COMPLETE", [0.5, 0.1], {"status": "ok"}), 0)
+            )
+        )
+        teller.start()
+        teller.join(timeout=1.0)
+        assert teller.is_alive() and not told  # its status and state wait for the reap
+        assert fail_running(study, trial_id(trial), {"status": "interrupted", "reason": "late"})
+    teller.join(timeout=60)
+    assert told == [False]  # dropped: the reap came first
+    (frozen,) = study.get_trials(deepcopy=False)
+    assert frozen.state.name == "FAIL" and frozen.user_attrs["status"] == "interrupted"
+    assert counted([frozen]) == (0, 0)
+
+
+def test_a_retry_cut_off_while_asking_keeps_its_configuration() -> None:
+    study, spec = _setup()
+    study.enqueue_trial({"model.mixer.shift_size": 3}, user_attrs={"retry_of": 0})
+    with ask_lock(spec.storage, spec.study, spec.lock):
+        study.ask()  # the queued retry, popped; then the worker dies before recording its PID
+    with ask_lock(spec.storage, spec.study, spec.lock):
+        assert reap_stale(study) == 1
+    cut, again = study.get_trials(deepcopy=False)
+    assert cut.user_attrs["reason"] == "its worker died while asking for it"
+    assert again.state.name == "WAITING" and again.user_attrs["retry_of"] == 0
+    assert again.system_attrs["fixed_params"] == {"model.mixer.shift_size": 3}

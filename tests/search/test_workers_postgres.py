@@ -134,9 +134,11 @@ def test_sigkilled_worker_is_reaped_by_heartbeat_and_its_trial_rerun(pg_url: str
             trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         except KeyError:  # not created yet
             return None
-        # machine b's only worker, in the middle of a trial: no worker is left on its machine
-        # to see the PID gone, so only its heartbeat can tell
-        return next((t for t in trials if t.user_attrs.get("host") == "machine-b" and t.number >= 2), None)
+        # machine b's only worker, in the middle of a trial (past asking: its PID recorded, else
+        # the next ask reaps it at once as "died while asking"): no worker is left on its
+        # machine to see the PID gone, so only its heartbeat can tell
+        mid_trial = [t for t in trials if t.user_attrs.get("host") == "machine-b" and "pid" in t.user_attrs]
+        return next((t for t in mid_trial if t.number >= 2), None)
 
     victim = None
     deadline = time.monotonic() + 240
