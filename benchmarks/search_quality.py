@@ -183,7 +183,7 @@ def run_one(
     from affinity.cli import cli
     from affinity.search import study as study_mod
 
-    name = f"{sampler}-s{seed}"
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in sampler) + f"-s{seed}"  # a folder name
     base = study_mod.make_sampler
     base_train = affinity.train.train
     affinity.train.train = cache.wrap(base_train)  # type: ignore[attr-defined]
