@@ -21,7 +21,6 @@ an interrupted benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import summarise  # the sampler benchmark's regret table, declared once
+from search_quality import append_log, common_options, read_log, summarise  # declared once there
 
 MODES = ("plain", "prescreen", "asha", "both")
 
@@ -110,27 +109,16 @@ def cheap_table(runs: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="shifts.yaml")
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument(
-        "--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1 (to add to a log)"
-    )
+    common_options(ap, trials=60, trials_help="n_trials cap (the budget should end runs first)")
     ap.add_argument("--budget", type=float, default=200, help="wall seconds per study (--timeout)")
-    ap.add_argument("--trials", type=int, default=60, help="n_trials cap (the budget should end runs first)")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--prescreen", type=int, default=3, help="proposals per trained trial")
     ap.add_argument("--proxy", default="naswot")
     ap.add_argument("--rungs", default="1,3", help="ASHA rungs (epochs; the space's epochs are the last)")
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None, help="the full budget (default: the space's)")
-    ap.add_argument("--log", default=None, help="JSON lines, one per finished run (appended).")
-    ap.add_argument("--summarise", default=None, metavar="LOG", help="Only summarise a log's runs.")
     args = ap.parse_args()
-    if args.summarise:
-        runs = [json.loads(line) for line in Path(args.summarise).read_text().splitlines() if line]
-    else:
-        runs = _run(args)
+    runs = read_log(args.summarise) if args.summarise else _run(args)
     summarise(runs)
     cheap_table(runs)
 
@@ -167,9 +155,7 @@ def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     file=sys.stderr,
                     flush=True,
                 )
-                if args.log:
-                    with open(args.log, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(run) + "\n")
+                append_log(args.log, run)
     return runs
 
 

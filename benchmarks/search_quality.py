@@ -220,24 +220,26 @@ def run_one(
 
 
 def summarise(runs: list[dict[str, Any]]) -> None:
-    """Per sampler: median HV, median regret (absolute, % of the union's HV, and ÷ random's
-    median regret where random ran), distinct configurations trained, duplicate proposals,
-    training seconds (uncached) and wall seconds."""
+    """Per sampler: median HV, median regret (absolute, % of the union's HV, and ÷ the
+    baseline's median regret: random's where random ran, else the first sampler's), distinct
+    configurations trained, duplicate proposals, training seconds (uncached) and wall seconds."""
     from affinity.search.hypervolume import REF_MARGIN, hypervolume
 
     ref = REF_MARGIN * max(r["max_gflops"] for r in runs)
     union = hypervolume([tuple(p) for r in runs for p in r["points"]], ref)
     print(f"reference point: val_acc 0, {ref:.4g} GFLOPs; union front HV {union:.5g}")
-    print(f"{'sampler':<12} {'runs':>4} {'median HV':>10} {'regret':>8} {'regret %':>8} {'÷ random':>8} "
+    groups = list(dict.fromkeys(r["sampler"] for r in runs))
+    baseline = "random" if "random" in groups else groups[0]
+    print(f"{'sampler':<12} {'runs':>4} {'median HV':>10} {'regret':>8} {'regret %':>8} {'÷ ' + baseline:>8} "
           f"{'distinct':>8} {'dups':>5} {'train s':>7} {'wall s':>7}")  # fmt: skip
     regrets = {}
-    for sampler in dict.fromkeys(r["sampler"] for r in runs):
+    for sampler in groups:
         mine = [r for r in runs if r["sampler"] == sampler]
         regrets[sampler] = [union - hypervolume([tuple(p) for p in r["points"]], ref) for r in mine]
     for sampler, values in regrets.items():
         mine = [r for r in runs if r["sampler"] == sampler]
         regret = statistics.median(values)
-        ratio = regret / statistics.median(regrets["random"]) if "random" in regrets else float("nan")
+        ratio = regret / statistics.median(regrets[baseline])
         print(
             f"{sampler:<12} {len(mine):>4} {union - regret:>10.5g} {regret:>8.3g} "
             f"{100 * regret / union:>7.2f}% "
@@ -248,15 +250,35 @@ def summarise(runs: list[dict[str, Any]]) -> None:
         )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_options(ap: argparse.ArgumentParser, *, trials: int, trials_help: str | None = None) -> None:
+    """The options every search benchmark takes: the space, the seeds, the trials, torch
+    threads, and the JSON lines log (``append_log``) a later ``--summarise`` reads back."""
     ap.add_argument("--space", default="shifts.yaml")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument(
         "--first-seed", type=int, default=0, help="seeds FIRST .. FIRST+SEEDS-1 (to add to a log)"
     )
-    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--trials", type=int, default=trials, help=trials_help)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--log", default=None, help="JSON lines, one per finished run (appended).")
+    ap.add_argument("--summarise", default=None, metavar="LOG", help="Only summarise a log's runs.")
+
+
+def read_log(path: str) -> list[dict[str, Any]]:
+    """The runs ``append_log`` wrote to ``path``."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line]
+
+
+def append_log(path: str | None, run: dict[str, Any]) -> None:
+    """Append one finished run to the log at ``path`` (nothing when None)."""
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(run) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    common_options(ap, trials=30)
     ap.add_argument("--samplers", default=",".join(SAMPLERS))
     ap.add_argument(
         "--train-seed", type=int, default=0, help="the study seed of every run (the training seeds)"
@@ -267,11 +289,9 @@ def main() -> None:
     ap.add_argument(
         "--cache", type=Path, default=None, help="trained results (JSON lines), kept across calls"
     )
-    ap.add_argument("--log", default=None, help="JSON lines, one per finished run (appended).")
-    ap.add_argument("--summarise", default=None, metavar="LOG", help="Only summarise a log's runs.")
     args = ap.parse_args()
     if args.summarise:
-        summarise([json.loads(line) for line in Path(args.summarise).read_text().splitlines() if line])
+        summarise(read_log(args.summarise))
         return
     import torch
 
@@ -314,9 +334,7 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-                if args.log:
-                    with open(args.log, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(run) + "\n")
+                append_log(args.log, run)
     print(f"trainings cached: {cache.hits} reused, {len(cache.results)} stored", file=sys.stderr)
     summarise(runs)
 
