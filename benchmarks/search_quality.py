@@ -23,7 +23,7 @@ budget (exactly what training it again would give, since a trial's training is d
 under its seed), in memory or in ``--cache FILE`` (JSON lines, kept across invocations). ``train
 s`` is the training time the run would have spent without the cache.
 
-Samplers: ``tpe`` (the default: multivariate, group, constant liar), ``nsga2``, ``random``,
+Samplers: ``tpe`` (multivariate, group, constant liar), ``nsga2``, ``random``, ``ehvi``,
 ``qmc``, and ``tpe-indep`` (independent TPE, no constant liar), ``tpe-startup`` (the default
 with n_startup_trials = n_trials // 2), and any ``tpe+KEY=VALUE+...`` (the default TPE with
 some options changed: ``TPE_KEYS``, e.g. ``tpe+gamma=0.25+startup=5``).
@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SAMPLERS = ("tpe", "random", "nsga2", "qmc", "tpe-startup", "tpe-indep")
+SAMPLERS = ("tpe", "random", "nsga2", "qmc", "ehvi", "tpe-startup", "tpe-indep")
 
 
 class TrainCache:
@@ -153,11 +153,11 @@ def _variant(name: str, n_trials: int, offset: int) -> Any:
 
     base = study_mod.make_sampler
 
-    def make(settings: Any, space: Any, *, seed: int) -> Any:
+    def make(settings: Any, space: Any, *, seed: int, **options: Any) -> Any:
         seed += offset
         if name.startswith("tpe") and name != "tpe":
             return optuna.samplers.TPESampler(seed=seed, **_tpe_options(name, n_trials))
-        return base(settings, space, seed=seed)
+        return base(settings, space, seed=seed, **options)
 
     return make
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from affinity.commands._options import device_option, out_option, quiet_option, storage_option, train_options
+from affinity.search.settings import SAMPLERS
 
 
 @click.command("search")
@@ -36,7 +37,7 @@ from affinity.commands._options import device_option, out_option, quiet_option, 
 @click.option("--n-jobs", type=int, default=None, help="Worker processes.")
 @click.option("--repeats", type=int, default=None,
               help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
-@click.option("--sampler", type=click.Choice(["tpe", "nsga2", "random", "grid", "qmc"]), default=None)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None)
 @click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
               help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
@@ -132,11 +133,11 @@ def command(
 
         preload_workers(overrides.get("n_jobs") or 1)
     from affinity._progress import progress_mode
-    from affinity.errors import StudyError, check_name
+    from affinity.errors import SpaceError, StudyError, check_name
     from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
-    from affinity.search.study import distinct_configurations, grid_size
+    from affinity.search.study import distinct_configurations, grid_size, listed_configurations, unlisted
 
     quiet_optuna()
     if threads is not None and threads < 1:
@@ -149,6 +150,8 @@ def command(
         check_space(space, settings.img_size)
     target = settings.n_trials
     notes = []
+    if settings.sampler == "ehvi" and listed_configurations(space, settings.img_size) is None:
+        raise SpaceError(unlisted(space))
     if settings.sampler == "grid":
         size = grid_size(space)
         if size < target:

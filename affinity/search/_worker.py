@@ -330,6 +330,7 @@ def _loop(
 
     from affinity.data import load_dataset
     from affinity.search._storage import heartbeat, reset_session, same_storage
+    from affinity.search.objective import model_accepts
     from affinity.search.storages import retrying
     from affinity.search.study import MAX_CONSECUTIVE_DUPLICATES, make_pruner, make_sampler, requeue
 
@@ -341,7 +342,12 @@ def _loop(
     base = open_study(spec)
     existing = len(base.get_trials(deepcopy=False))
     # a resumed or parallel run must not replay the same proposals: mix in the trial count
-    sampler = make_sampler(s, spec.space, seed=s.seed * 1_000_003 + existing * 7919 + worker)
+    sampler = make_sampler(
+        s,
+        spec.space,
+        seed=s.seed * 1_000_003 + existing * 7919 + worker,
+        accepts=lambda params: model_accepts(spec.space, data, params),
+    )
     study = same_storage(base, sampler=sampler, pruner=make_pruner(s))
 
     def reset() -> None:

@@ -72,6 +72,28 @@ def seeded_model(cfg: Any, data: DatasetSplits, seed: int) -> Any:
     return create_model(cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans)
 
 
+def model_accepts(space: Any, data: DatasetSplits, params: dict[str, Any]) -> bool:
+    """Whether the models take the configuration of ``params`` (a trial's parameters): it
+    samples, builds, and runs a forward pass on one blank image, as a trial does before its
+    FLOPs are counted (``--sampler ehvi`` skips what a trial would record as rejected). The
+    global RNG is left as it was."""
+    import optuna
+    import torch
+
+    from affinity.models import create_model
+
+    try:
+        cfg = space.sample(optuna.trial.FixedTrial(params), img_size=data.img_size)
+        with torch.random.fork_rng(), torch.no_grad():
+            model = create_model(
+                cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
+            )
+            model.eval()(torch.zeros(1, data.in_chans, data.img_size, data.img_size))
+    except AffinityError:
+        return False
+    return True
+
+
 def seed_spread(accs: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (n - 1) of the per-seed val accuracies; the
     deviation is None for one seed (nothing to measure the spread with)."""

@@ -35,7 +35,7 @@ __all__ = [
     "with_overrides",
 ]
 
-SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc")
+SAMPLERS = ("tpe", "nsga2", "random", "grid", "qmc", "ehvi")
 OBJECTIVES = ("pareto", "accuracy")
 PRUNERS = ("median", "hyperband", "none")
 #: ``none``: every trial trains the whole budget; ``asha``: multi-objective successive halving

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from affinity.errors import SpaceError, StudyError
+from affinity.search.settings import SAMPLERS
 from affinity.search.storages import default_storage_path, mask_url, open_storage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
 
     from affinity.search.space import Settings, Space
@@ -30,12 +33,14 @@ __all__ = [
     "directions",
     "distinct_configurations",
     "duplicates",
+    "listed_configurations",
     "make_pruner",
     "make_sampler",
     "metric_names",
     "open_storage",
     "reap_stale",
     "study_names",
+    "unlisted",
 ]
 
 #: the ``status`` user attribute of every trial, and the Optuna state it goes with:
@@ -191,11 +196,15 @@ def grid_size(space: Space) -> int:
     return size
 
 
-def make_sampler(settings: Settings, space: Space, *, seed: int) -> Any:
+def make_sampler(
+    settings: Settings, space: Space, *, seed: int, accepts: Callable[[dict[str, Any]], bool] | None = None
+) -> Any:
     """The sampler named by ``settings.sampler``, seeded with ``seed``.
 
     TPE is multivariate with ``group=True`` (the space is conditional: a shift's parameters
-    exist only in trials that chose a shift) and a constant liar (several workers).
+    exist only in trials that chose a shift) and a constant liar (several workers). ``ehvi``
+    (``affinity.search.ehvi``) lists the space's configurations and proposes only those
+    ``accepts(parameters)`` takes (all when None).
     """
     import optuna
 
@@ -220,7 +229,14 @@ def make_sampler(settings: Settings, space: Space, *, seed: int) -> Any:
         return optuna.samplers.QMCSampler(
             seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False
         )
-    raise SpaceError(f"--sampler: {name!r} is not allowed; allowed: tpe, nsga2, random, grid, qmc")
+    if name == "ehvi":
+        from affinity.search.ehvi import EhviSampler
+
+        listed = listed_configurations(space, settings.img_size)
+        if listed is None:
+            raise SpaceError(unlisted(space))
+        return EhviSampler(listed, seed=seed, accepts=accepts)
+    raise SpaceError(f"--sampler: {name!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
 
 
 def make_pruner(settings: Settings) -> Any:
@@ -246,19 +262,48 @@ def distinct_configurations(space: Space, img_size: int, limit: int) -> int | No
     return len(found.configs)
 
 
-def configurations(space: Space, img_size: int, *, seed: int | None = None) -> list[dict[str, Any]] | None:
-    """The space's distinct configurations (canonical ``config_hash``), each as the parameters
-    a trial suggests for it, in the census's order or, with ``seed``, a seeded random order;
-    None when they cannot be listed (as ``distinct_configurations``). Configurations the
-    models refuse are not listed (a search records them as rejected)."""
-    import random
-
+def listed_configurations(space: Space, img_size: int) -> dict[str, dict[str, Any]] | None:
+    """``config hash -> the parameters a trial suggests for it`` of every distinct
+    configuration of ``space`` (canonical ``config_hash``), in the census's order; None when
+    they cannot be listed (a continuous parameter, or more parameter sets than
+    ``_dry.CENSUS_LIMIT``). Parameter sets refused as a configuration are not listed; those
+    refused only by a forward pass (reflect padding wider than a map) are."""
     from affinity.search._dry import census
 
-    found = census(space, img_size)
-    if found.continuous or found.points is None:
+    if any(values is None for values in space.distributions().values()):
+        return None  # continuous: not worth walking
+    key = (id(space), img_size)
+    if key not in _LISTED:  # the command checks, then its in-process worker's sampler lists
+        found = census(space, img_size)
+        listed = None if found.points is None else {d: p for d, (p, _) in found.configs.items()}
+        _LISTED[key] = (space, listed)  # the space kept alive: its id stays its own
+    return _LISTED[key][1]
+
+
+#: ``listed_configurations``' walks, by (id of the space, image size)
+_LISTED: dict[tuple[int, int], tuple[Space, dict[str, dict[str, Any]] | None]] = {}
+
+
+def unlisted(space: Space) -> str:
+    """The one line refusing ``--sampler ehvi`` on a space whose configurations cannot be listed."""
+    from affinity.search._dry import CENSUS_LIMIT
+
+    return (
+        f"--sampler ehvi: {space.source or space.name} has configurations that cannot be listed (allowed: "
+        f"choices, int ranges and float ranges with a step, at most {CENSUS_LIMIT} parameter sets); use tpe"
+    )
+
+
+def configurations(space: Space, img_size: int, *, seed: int | None = None) -> list[dict[str, Any]] | None:
+    """The space's distinct configurations (``listed_configurations``), each as the
+    parameters a trial suggests for it, in the census's order or, with ``seed``, a seeded
+    random order; None when they cannot be listed."""
+    import random
+
+    listed = listed_configurations(space, img_size)
+    if listed is None:
         return None
-    params = [p for p, _ in found.configs.values()]
+    params = list(listed.values())
     if seed is not None:
         random.Random(seed).shuffle(params)
     return params

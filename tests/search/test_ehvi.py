@@ -1,0 +1,169 @@
+"""``--sampler ehvi``: the hypervolume improvement it ranks by, distinct proposals, what it
+learns from an additive objective, enqueued and refused configurations, and the refusal of a
+space it cannot list."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from affinity.cli import cli, main
+from affinity.data.base import load_dataset
+from affinity.search.ehvi import EhviSampler, hypervolume_improvements
+from affinity.search.hypervolume import hypervolume
+from affinity.search.objective import model_accepts
+from affinity.search.space import load_space
+from affinity.search.study import distinct_configurations
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: a 4 x 4 x 2 grid; accuracy additive in a and b (b = 3 best), cost a product of a and c
+GRID = [{"a": a, "b": b, "c": c} for a, b, c in itertools.product(range(4), range(4), ["x", "y"])]
+
+
+def _hash(p: dict[str, Any]) -> str:
+    return f"{p['a']}{p['b']}{p['c']}"
+
+
+def _acc(p: dict[str, Any]) -> float:
+    return 0.5 + 0.1 * p["a"] + 0.05 * p["b"]
+
+
+def _cost(p: dict[str, Any]) -> float:
+    return (p["a"] + 1) * (2.0 if p["c"] == "y" else 1.0)
+
+
+def _objective(trial: optuna.Trial) -> tuple[float, float]:
+    p = {
+        "a": trial.suggest_categorical("a", list(range(4))),
+        "b": trial.suggest_categorical("b", list(range(4))),
+        "c": trial.suggest_categorical("c", ["x", "y"]),
+    }
+    trial.set_user_attr("config_hash", _hash(p))
+    trial.set_user_attr("gflops", _cost(p))
+    return _acc(p), _cost(p)
+
+
+def _study(sampler: Any, directions: list[str] | None = None) -> optuna.Study:
+    return optuna.create_study(directions=directions or ["maximize", "minimize"], sampler=sampler)
+
+
+def test_improvement_is_the_hypervolume_a_point_adds() -> None:
+    rng = random.Random(0)
+    for _ in range(50):
+        front = [(rng.random(), rng.uniform(0, 10)) for _ in range(rng.randrange(0, 6))]
+        cands = [(rng.random(), rng.uniform(0, 12)) for _ in range(20)]
+        got = hypervolume_improvements(
+            np.array([a for a, _ in cands]), np.array([g for _, g in cands]), front, 11.0
+        )
+        base = hypervolume(front, 11.0)
+        want = [hypervolume([*front, c], 11.0) - base for c in cands]
+        assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_proposals_are_distinct_and_the_additive_front_is_found() -> None:
+    front = {_hash(p) for p in GRID if p["b"] == 3 and p["c"] == "x"}  # the true Pareto set: one per a
+    for seed in range(3):
+        study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=seed))
+        study.optimize(_objective, n_trials=12)
+        hashes = [t.user_attrs["config_hash"] for t in study.trials]
+        assert len(set(hashes)) == 12  # never a configuration twice
+        assert front <= set(hashes), seed  # 4 startup draws, then every front point within 8
+        # the same seed proposes the same configurations
+        again = _study(EhviSampler({_hash(p): p for p in GRID}, seed=seed))
+        again.optimize(_objective, n_trials=12)
+        assert [t.user_attrs["config_hash"] for t in again.trials] == hashes
+
+
+def test_random_sampling_misses_the_front_at_that_budget() -> None:
+    # what the test above asks of ehvi is not what 12 uniform draws do (checks the test can fail)
+    front = {_hash(p) for p in GRID if p["b"] == 3 and p["c"] == "x"}
+    found = 0
+    for seed in range(3):
+        study = _study(optuna.samplers.RandomSampler(seed=seed))
+        study.optimize(_objective, n_trials=12)
+        found += front <= {t.user_attrs["config_hash"] for t in study.trials}
+    assert found == 0
+
+
+def test_single_objective_finds_the_best() -> None:
+    for seed in range(3):
+        study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=seed), ["maximize"])
+        study.optimize(lambda t: _objective(t)[0], n_trials=10)
+        assert study.best_value == pytest.approx(_acc({"a": 3, "b": 3})), seed
+
+
+def test_refused_configurations_are_never_proposed() -> None:
+    refused = {_hash(p) for p in GRID if p["b"] == 3 and p["a"] >= 2}  # two of them on the front
+    asked: list[str] = []
+
+    def accepts(p: dict[str, Any]) -> bool:
+        asked.append(_hash(p))
+        return _hash(p) not in refused
+
+    study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=0, accepts=accepts))
+    study.optimize(_objective, n_trials=28)
+    hashes = [t.user_attrs["config_hash"] for t in study.trials]
+    assert not refused & set(hashes) and len(set(hashes)) == 28  # every accepted one, once
+    assert len(asked) == len(set(asked))  # a refused configuration is checked once
+
+
+def test_enqueued_parameters_are_kept_and_the_rest_filled_from_the_list() -> None:
+    study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=0))
+    study.enqueue_trial({"a": 2})
+    study.optimize(_objective, n_trials=1)
+    params = study.trials[0].params
+    assert params["a"] == 2 and params in GRID
+
+
+def test_model_accepts_is_what_a_trial_would_reject() -> None:
+    space = load_space("shifts.yaml")
+    data = load_dataset("digits", img_size=16, seed=0, quiet=True)
+    base = {"model.dims": "[16, 32]", "model.channel_mlp_ratio": 1, "model.mixer.kind": "axial_shift"}
+    wide = {"model.mixer.shift_size": 5, "model.mixer.dilation": 2, "model.mixer.connection": "parallel"}
+    state = torch.random.get_rng_state()
+    # reflect padding of 4 on stage 2's 4x4 map is refused; replicate is not
+    assert not model_accepts(space, data, {**base, **wide, "model.mixer.padding": "reflect"})
+    assert model_accepts(space, data, {**base, **wide, "model.mixer.padding": "replicate"})
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_ehvi_on_a_continuous_space_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--space", "container.yaml", "--sampler", "ehvi", "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "--sampler ehvi" in err and "container.yaml" in err and "use tpe" in err, err
+    assert not Path("results").exists()
+
+
+def test_search_with_ehvi_trains_every_configuration_once() -> None:
+    space = load_space("tiny.yaml")
+    n = distinct_configurations(space, space.settings.img_size, limit=100)
+    args = [
+        "search",
+        "--space",
+        "tiny.yaml",
+        "--sampler",
+        "ehvi",
+        "--n-trials",
+        "20",
+        "--study",
+        "e",
+        "--quiet",
+    ]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(Path("results") / "e" / "leaderboard.csv")
+    assert n is not None and len(board) == n  # no duplicate proposal: n trials for n configurations
+    assert board["config_hash"].nunique() == n and set(board["status"]) == {"ok"}
