@@ -37,7 +37,9 @@ from affinity.search.settings import SAMPLERS
 @click.option("--n-jobs", type=int, default=None, help="Worker processes.")
 @click.option("--repeats", type=int, default=None,
               help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
-@click.option("--sampler", type=click.Choice(SAMPLERS), default=None)
+@click.option("--sampler", type=click.Choice(SAMPLERS), default=None,
+              help="Default: the space's (tpe where it names none). ehvi: spaces whose configurations "
+                   "can be listed, never repeats one.")  # fmt: skip
 @click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
               help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
 @click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
