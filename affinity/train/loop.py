@@ -231,7 +231,7 @@ def train(
                             x = random_flip(x, gen)
                     with _autocast(device, amp_dtype):
                         loss = criterion(model(x).float(), y)
-                    optimizer.zero_grad(set_to_none=True)
+                    (flat or optimizer).zero_grad()  # set to None
                     scaler.scale(loss).backward()
                     if flat is not None and not flat.step(cfg.clip_grad):
                         flat.release()  # a parameter without a gradient: per-parameter steps
