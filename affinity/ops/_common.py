@@ -128,15 +128,15 @@ class _ShiftPlan:
             torch.where(r < counts, i[(starts + r).clamp(max=len(i) - 1)], -1)
             for r in range(int(counts.max()) if len(counts) else 0)
         ]
-        self.coords = torch.stack(
-            torch.meshgrid(torch.arange(c), torch.arange(h), torch.arange(w), indexing="ij")
-        ).view(3, -1)
+        self.chw = chw
         self._layouts: dict[tuple[Any, ...], tuple[Tensor, ...]] = {}
 
     def offsets(self, t: Tensor) -> Tensor:
         """Memory offset within an image of ``t`` (dense) of every channel-major position."""
-        strides = torch.tensor(t.stride()[1:])
-        return (self.coords * strides[:, None]).sum(0)
+        _, h, w = self.chw
+        sc, sh, sw = t.stride()[1:]
+        at = torch.arange(self.n)
+        return at // (h * w) * sc + at // w % h * sh + at % w * sw
 
     def forward(self, v: Tensor) -> Tensor:
         key = ("fwd", v.stride()[1:], v.device)
