@@ -92,13 +92,26 @@ def _search(
     cmd += ["search", "--space", str(args.space), "--quiet", "--out", str(out), "--study", "bench",
             "--n-trials", str(args.n_trials), "--n-jobs", "1", "--threads", "1",
             "--seed", str(args.seed), "--sampler", "tpe"]  # fmt: skip
-    # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same configurations
+    # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same
+    # configurations; the space file says tpe too (``_tpe_space``)
     if args.epochs is not None:
         cmd += ["--epochs", str(args.epochs)]
     start, (cpu, faults) = time.perf_counter(), _children_usage()
     subprocess.run(cmd, env=_env(tree), cwd=tree, check=True, stdout=subprocess.DEVNULL)
     cpu_end, faults_end = _children_usage()
     return time.perf_counter() - start, cpu_end - cpu, faults_end - faults
+
+
+def _tpe_space(space: Path, work: Path) -> Path:
+    """A copy of ``space`` in ``work`` whose ``search.sampler`` is tpe: a baseline older than
+    the space's sampler (9f54840 and ehvi) rejects the file before it reads ``--sampler``."""
+    import yaml
+
+    doc = yaml.safe_load(space.read_text())
+    doc.setdefault("search", {})["sampler"] = "tpe"
+    out = work / space.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
 
 
 def _children_usage() -> tuple[float, int]:
@@ -151,6 +164,7 @@ def main() -> None:
     for label, tree in sides.items():
         print(f"{label}: {tree} imports {_check_import(tree)}")
     work = Path(tempfile.mkdtemp(prefix="affinity-tph-"))
+    args.space = _tpe_space(args.space, work)
     print(f"space {args.space}, {args.n_trials} trials, seed {args.seed}, 1 worker, 1 thread; "
           f"outputs in {work}")  # fmt: skip
     wall = {"A": 0.0, "B": 0.0}
