@@ -11,7 +11,8 @@ Printed: trials/hour of each run and of each side (trials / wall time, startup i
 and trials / the trials' own durations, ``duration_s`` of the leaderboard, startup
 excluded), trials per CPU hour (trials / the search process's user + system CPU seconds,
 startup included: the figure other processes on a shared machine disturb least, since a
-run's wall time also counts the time it waited for a core), the ratios B / A, whether both
+run's wall time also counts the time it waited for a core), minor page faults per trial,
+the ratios B / A, whether both
 sides got the same val accuracy for every configuration they both evaluated (same seeds:
 numerical results must not change), and where a trial's time goes on each side, from one
 extra cProfile'd run per side mapped on the search's phases (the same method for both, so
@@ -82,25 +83,41 @@ def _worktree(commit: str) -> Path:
 
 def _search(
     tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None
-) -> tuple[float, float]:
-    """Run one search of ``tree`` into ``out``; its wall seconds and its CPU seconds."""
+) -> tuple[float, float, int]:
+    """Run one search of ``tree`` into ``out``; its wall seconds, CPU seconds and minor page
+    faults."""
     cmd = [sys.executable, "-c", CLI]
     if profile is not None:
         cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "affinity.cli"]
     cmd += ["search", "--space", str(args.space), "--quiet", "--out", str(out), "--study", "bench",
             "--n-trials", str(args.n_trials), "--n-jobs", "1", "--threads", "1",
             "--seed", str(args.seed), "--sampler", "tpe"]  # fmt: skip
-    # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same configurations
+    # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same
+    # configurations; the space file says tpe too (``_tpe_space``)
     if args.epochs is not None:
         cmd += ["--epochs", str(args.epochs)]
-    start, cpu = time.perf_counter(), _children_cpu()
+    start, (cpu, faults) = time.perf_counter(), _children_usage()
     subprocess.run(cmd, env=_env(tree), cwd=tree, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start, _children_cpu() - cpu
+    cpu_end, faults_end = _children_usage()
+    return time.perf_counter() - start, cpu_end - cpu, faults_end - faults
 
 
-def _children_cpu() -> float:
+def _tpe_space(space: Path, work: Path) -> Path:
+    """A copy of ``space`` in ``work`` whose ``search.sampler`` is tpe: a baseline older than
+    the space's sampler (9f54840 and ehvi) rejects the file before it reads ``--sampler``."""
+    import yaml
+
+    doc = yaml.safe_load(space.read_text())
+    doc.setdefault("search", {})["sampler"] = "tpe"
+    out = work / space.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def _children_usage() -> tuple[float, int]:
+    """CPU seconds (user + system) and minor page faults of the finished child processes."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
 
 
 def _board(out: Path):  # type: ignore[no-untyped-def]
@@ -147,6 +164,7 @@ def main() -> None:
     for label, tree in sides.items():
         print(f"{label}: {tree} imports {_check_import(tree)}")
     work = Path(tempfile.mkdtemp(prefix="affinity-tph-"))
+    args.space = _tpe_space(args.space, work)
     print(f"space {args.space}, {args.n_trials} trials, seed {args.seed}, 1 worker, 1 thread; "
           f"outputs in {work}")  # fmt: skip
     wall = {"A": 0.0, "B": 0.0}
@@ -157,7 +175,7 @@ def main() -> None:
         for label, tree in sides.items():
             load = os.getloadavg()
             out = work / f"{label}{r}"
-            seconds, cpu_s = _search(tree, out, args)
+            seconds, cpu_s, faults = _search(tree, out, args)
             board = _board(out)
             boards[label].append(board)
             trial_s = float(board["duration_s"].sum())
@@ -166,7 +184,8 @@ def main() -> None:
             cpu[label] += cpu_s
             print(f"round {r + 1} {label}: {seconds:7.1f} s wall, {3600 * args.n_trials / seconds:6.0f} "
                   f"trials/h ({3600 * args.n_trials / trial_s:6.0f} without startup); {cpu_s:6.1f} CPU s, "
-                  f"{3600 * args.n_trials / cpu_s:6.0f} trials/CPU h; "
+                  f"{3600 * args.n_trials / cpu_s:6.0f} trials/CPU h, "
+                  f"{faults / args.n_trials:6.0f} page faults/trial; "
                   f"load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)  # fmt: skip
     n = args.n_trials * args.rounds
     rate = {k: 3600 * n / wall[k] for k in wall}

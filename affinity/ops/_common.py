@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -67,36 +68,135 @@ def shift_matrix(shift: int, size: int, padding: str, dtype: torch.dtype, device
 #: one channel group of a grouped shift: its channels (a slice of dim 1), its shift (``out[i] =
 #: in[i − shift]``) and its axis (2: H, 3: W)
 Move = tuple[slice, int, int]
+#: ``Move``s in a hashable form, the slice as (start, stop, step)
+_MovesKey = tuple[tuple[tuple[int, int, int], int, int], ...]
 
 
 def shift_groups(v: Tensor, moves: Sequence[Move], padding: str) -> Tensor:
     """``v`` with each group of channels shifted along its axis (``moves`` cover every channel).
 
-    One autograd node for all the groups (``_GroupShift``): its backward moves the gradient
-    back with the same slice copies, where the slices' own nodes would each clone and zero a
-    whole gradient. The numbers are those of slicing under autograd, bit for bit, gradients
-    included (replicate borders sum in the same order). A trace (FLOP counting, ONNX export)
-    records the slicing itself.
+    Under autograd, on a contiguous or channels-last map, one autograd node for all the groups
+    (``_GroupShift``) that moves the values, and the gradient back, by precomputed indices:
+    one gather instead of a few slice copies per group, where the slices' own nodes would each
+    clone and zero a whole gradient. The numbers are those of slicing under autograd, bit for
+    bit, gradients included (replicate borders sum in the same order). A trace (FLOP counting,
+    ONNX export) and a run without autograd take the slicing itself.
     """
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and v.requires_grad):
+    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and v.requires_grad) or not _dense(v):
         return _shift_groups(v, moves, padding)
-    return cast(Tensor, _GroupShift.apply(v, tuple(moves), padding))
+    key = tuple(((c.start, c.stop, c.step), shift, axis) for c, shift, axis in moves)
+    return cast(Tensor, _GroupShift.apply(v, _plan(key, padding, tuple(v.shape[1:]))))
+
+
+def _dense(t: Tensor) -> bool:
+    """A (B, C, H, W) map whose images are one block each, channels first or last."""
+    return t.dim() == 4 and (t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last))
+
+
+class _ShiftPlan:
+    """Where every number of a grouped shift of one (C, H, W) map goes, as indices into an
+    image's N = C·H·W numbers (channel-major order), derived by running the slice copies
+    (``_shift_groups``) on the numbers' own positions, so the plan is their copy by
+    construction.
+
+    Forward: output position ``i`` reads ``src[i]`` (-1: zero). Backward, as autograd sums
+    through the slices: input position ``j`` takes the gradient of the interior position that
+    read it (``reader[j]``, -1: none, zero), plus, where border positions read it (the
+    padding's values), their sum started from zero in position order (rank ``r`` of ``j``:
+    ``border[r][k]`` for ``j = border_read[k]``, -1 past ``j``'s last).
+    """
+
+    def __init__(self, moves: _MovesKey, padding: str, chw: tuple[int, ...]) -> None:
+        c, h, w = chw
+        self.n = n = c * h * w
+        moves_ = [(slice(*ch), shift, axis) for ch, shift, axis in moves]
+        pos = torch.arange(1, n + 1, dtype=torch.float64).view(1, c, h, w)  # exact in float64
+        self.src = _shift_groups(pos, moves_, padding).view(-1).long() - 1
+        interior = _shift_groups(pos, moves_, "zero").view(-1).long() - 1  # the slices' interiors
+        at = torch.arange(n)
+        self.reader = torch.full((n,), -1, dtype=torch.long)
+        inside = interior >= 0
+        self.reader[interior[inside]] = at[inside]
+        # border positions (padding values read from inside the map), by source then position
+        outside = (self.src >= 0) & ~inside
+        j, i = self.src[outside], at[outside]
+        order = torch.argsort(j * n + i)
+        j, i = j[order], i[order]
+        self.border_read, counts = torch.unique_consecutive(j, return_counts=True)
+        starts = counts.cumsum(0) - counts
+        self.border = [  # rank r: the r-th border position reading each j, -1 past its last
+            torch.where(r < counts, i[(starts + r).clamp(max=len(i) - 1)], -1)
+            for r in range(int(counts.max()) if len(counts) else 0)
+        ]
+        self.chw = chw
+        self._layouts: dict[tuple[Any, ...], tuple[Tensor, ...]] = {}
+
+    def offsets(self, t: Tensor) -> Tensor:
+        """Memory offset within an image of ``t`` (dense) of every channel-major position."""
+        _, h, w = self.chw
+        sc, sh, sw = t.stride()[1:]
+        at = torch.arange(self.n)
+        return at // (h * w) * sc + at // w % h * sh + at % w * sw
+
+    def forward(self, v: Tensor) -> Tensor:
+        key = ("fwd", v.stride()[1:], v.device)
+        if key not in self._layouts:
+            off = self.offsets(v)
+            by_position = off[self.src.clamp(min=0)]
+            index = torch.empty_like(off)
+            index[off] = by_position  # output memory order: the same layout as v
+            zero = off[self.src < 0]
+            self._layouts[key] = (index.to(v.device), zero.to(v.device))
+        index, zero = self._layouts[key]
+        b = v.shape[0]
+        out = v.as_strided((b, self.n), (self.n, 1)).index_select(1, index)
+        if len(zero):
+            out.index_fill_(1, zero, 0)
+        return out.as_strided(v.shape, v.stride())
+
+    def backward(self, grad: Tensor) -> Tensor:
+        if not _dense(grad):
+            grad = grad.contiguous()
+        key = ("bwd", grad.stride()[1:], grad.device)
+        if key not in self._layouts:
+            off = self.offsets(grad)
+            parts = [off[self.reader.clamp(min=0)], torch.nonzero(self.reader < 0).view(-1), self.border_read]
+            for r in self.border:
+                parts += [off[r.clamp(min=0)], torch.nonzero(r < 0).view(-1)]
+            self._layouts[key] = tuple(p.to(grad.device) for p in parts)
+        index, unread, border_read, *ranks = self._layouts[key]
+        b = grad.shape[0]
+        flat = grad.as_strided((b, self.n), (self.n, 1))
+        # channel-major, as the zero-filled gradients of the slices were (later kernels then
+        # pick the same layout, hence the same summation order)
+        out = flat.index_select(1, index)
+        if len(unread):
+            out.index_fill_(1, unread, 0)
+        if len(border_read):
+            total = grad.new_zeros((b, len(border_read)))
+            for rank, missing in zip(ranks[::2], ranks[1::2]):
+                term = flat.index_select(1, rank)
+                if len(missing):
+                    term.index_fill_(1, missing, 0)  # adding +0 to a sum started at +0 changes no bit
+                total += term
+            out.index_copy_(1, border_read, out.index_select(1, border_read).add_(total))
+        return out.view(grad.shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(moves: _MovesKey, padding: str, chw: tuple[int, ...]) -> _ShiftPlan:
+    return _ShiftPlan(moves, padding, chw)
 
 
 class _GroupShift(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v: Tensor, moves: tuple[Move, ...], padding: str) -> Tensor:
-        ctx.moves, ctx.padding = moves, padding
-        return _shift_groups(v, moves, padding)
+    def forward(ctx: Any, v: Tensor, plan: _ShiftPlan) -> Tensor:
+        ctx.plan = plan
+        return plan.forward(v)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        # contiguous, as the zero-filled gradients of the slices were (later kernels then pick
-        # the same layout, hence the same summation order)
-        out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
-        for channels, shift, axis in ctx.moves:
-            _unshift_axis_into(_group(out, channels), _group(grad, channels), shift, axis, ctx.padding)
-        return out, None, None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.plan.backward(grad), None
 
 
 def _group(t: Tensor, channels: slice) -> Tensor:
@@ -135,36 +235,6 @@ def shift_axis_into(out: Tensor, v: Tensor, shift: int, axis: int, padding: str)
         return
     src = torch.tensor(_border_sources(start, t, shift, size, padding), device=v.device)
     border.copy_(v.index_select(axis, src))
-
-
-def _unshift_axis_into(out: Tensor, grad: Tensor, shift: int, axis: int, padding: str) -> None:
-    """The gradient of ``shift_axis_into`` w.r.t. ``v``: ``grad`` moved back, into ``out``.
-
-    The sums are those autograd forms through the slices: the interior's gradient plus the
-    border's, each border sum accumulated by ``index_add_`` in position order.
-    """
-    size = grad.shape[axis]
-    if shift == 0:
-        out.copy_(grad)
-        return
-    t = min(abs(shift), size)
-    # the t positions of v that no interior position reads: zero (or only border sums)
-    out.narrow(axis, size - t if shift > 0 else 0, t).zero_()
-    if t < size:
-        if shift > 0:
-            out.narrow(axis, 0, size - t).copy_(grad.narrow(axis, t, size - t))
-        else:
-            out.narrow(axis, t, size - t).copy_(grad.narrow(axis, 0, size - t))
-    if padding == "zero":
-        return
-    start = 0 if shift > 0 else size - t
-    sources = _border_sources(start, t, shift, size, padding)
-    read = sorted(set(sources))  # the positions of v the border reads
-    slot = torch.tensor([read.index(j) for j in sources], device=grad.device)
-    shape = list(grad.shape)
-    shape[axis] = len(read)
-    border = grad.new_zeros(shape).index_add_(axis, slot, grad.narrow(axis, start, t))
-    out.index_add_(axis, torch.tensor(read, device=grad.device), border)
 
 
 def _border_sources(start: int, count: int, shift: int, size: int, padding: str) -> list[int]:

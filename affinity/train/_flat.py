@@ -60,13 +60,20 @@ class FlatAdamW:
                 torch.cat([p.grad.reshape(-1) for p in params], out=grad)
         flat = [g["params"][0] for g in self.inner.param_groups]
         if clip:
-            grads = [p.grad for p in self.parameters]
-            total = nn.utils.get_total_norm(grads, foreach=True)  # type: ignore[arg-type]
+            # get_total_norm(grads, foreach=True)'s arithmetic for one device and dtype: the
+            # norm of each tensor, then of their stack (without its grouping and copies)
+            norms = torch._foreach_norm([p.grad for p in self.parameters], 2.0)  # type: ignore[misc]
+            total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
             nn.utils.clip_grads_with_norm_(flat, clip, total, foreach=True)
         for outer, inner in zip(self.public.param_groups, self.inner.param_groups):
             inner["lr"] = outer["lr"]
         self.inner.step()
         return True
+
+    def zero_grad(self) -> None:
+        """``optimizer.zero_grad(set_to_none=True)``, without its per-group bookkeeping."""
+        for p in self.parameters:
+            p.grad = None
 
     def release(self) -> None:
         """Write the state back into the per-parameter optimiser and give every parameter its
@@ -100,7 +107,10 @@ class FlatAdamW:
 
 def flat_adamw(optimizer: torch.optim.AdamW, parameters: list[nn.Parameter]) -> FlatAdamW | None:
     """A ``FlatAdamW`` for ``optimizer``, or None where its state cannot be one buffer per
-    group (some parameters of a group have state and others not, or the steps differ)."""
+    group (some parameters of a group have state and others not, or the steps differ), or
+    the parameters are not all of one device and dtype."""
+    if len({(p.device, p.dtype) for p in parameters}) > 1:
+        return None
     for group in optimizer.param_groups:
         states = [optimizer.state.get(p) for p in group["params"]]
         if any(states) and not (all(states) and len({float(s["step"]) for s in states}) == 1):  # type: ignore[index]

@@ -25,6 +25,7 @@ from affinity.data.augment import random_crop, random_flip
 from affinity.device import resolve_device
 from affinity.errors import ConfigError, DataError
 from affinity.train._flat import flat_adamw
+from affinity.train._memory import keep_freed_memory
 from affinity.train._progress import progress_bar
 from affinity.train.config import TrainConfig
 from affinity.train.metrics import EpochRecord, TrainMetrics
@@ -230,7 +231,7 @@ def train(
                             x = random_flip(x, gen)
                     with _autocast(device, amp_dtype):
                         loss = criterion(model(x).float(), y)
-                    optimizer.zero_grad(set_to_none=True)
+                    (flat or optimizer).zero_grad()  # set to None
                     scaler.scale(loss).backward()
                     if flat is not None and not flat.step(cfg.clip_grad):
                         flat.release()  # a parameter without a gradient: per-parameter steps
@@ -384,8 +385,11 @@ def _runtime(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
     (torch's ``fill_uninitialized_memory``, on by default with deterministic algorithms,
     writes NaN into every ``empty`` tensor): the kernels overwrite what they allocate, so
     the fill only cost a pass over memory, some 30 whole activations per step of a search
-    model.
+    model. On the CPU, glibc's allocator is also told, once per process, to keep the memory
+    a step frees for the next (``affinity.train._memory``): no page faults on every step.
     """
+    if device.type == "cpu":
+        keep_freed_memory()  # process-wide, once: a step reuses the memory the last one freed
     threads = torch.get_num_threads()
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()

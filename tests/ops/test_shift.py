@@ -158,3 +158,38 @@ def test_shift_gradient_is_that_of_slicing_bit_for_bit(
     assert torch.equal(out, out_slices) and out.stride() == out_slices.stride()
     assert torch.equal(grad, grad_slices) and grad.stride() == grad_slices.stride()
     assert (grad != 0).any()
+
+
+@pytest.mark.parametrize(("kind", "params"), GROUPED_SHIFTS)
+def test_shift_gradient_bit_for_bit_for_any_input_and_gradient_layout(
+    kind: str, params: dict[str, object]
+) -> None:
+    """A map that is a slice of a wider one (not one block per image: the slicing itself
+    runs), one image, and gradients that are not dense (``sum()``'s expanded ones) or
+    channels-last: values and gradients as autograd gives through the slice copies."""
+    aff = create_affinity(kind, dim=13, **params)
+    padding = str(params.get("padding", "replicate" if kind == "spatial_shift" else "zero"))
+    wide = torch.randn(2, 13, 6, 8)
+    views = [  # (leaf, the map taken from it)
+        (wide, lambda t: t[..., :5]),
+        (wide[:1, :, :, 3:].contiguous(), lambda t: t),
+        (wide[..., :5].contiguous(memory_format=torch.channels_last), lambda t: t),
+    ]
+    weights = torch.randn(2, 13, 6, 5)
+    losses = [
+        lambda out: out.sum(),
+        lambda out: (out * weights[: out.shape[0]]).sum(),
+        lambda out: (out.contiguous(memory_format=torch.channels_last) ** 2).sum(),
+    ]
+    for leaf, view in views:
+        for loss in losses:
+            results = []
+            for fn in (aff, lambda v: _shift_groups(v, aff.groups, padding)):
+                v = leaf.detach().clone(memory_format=torch.preserve_format).requires_grad_()
+                out = fn(view(v))
+                loss(out).backward()
+                assert v.grad is not None
+                results.append((out, v.grad))
+            (out, grad), (out_slices, grad_slices) = results
+            assert torch.equal(out, out_slices) and out.stride() == out_slices.stride()
+            assert torch.equal(grad, grad_slices) and grad.stride() == grad_slices.stride()
