@@ -96,6 +96,24 @@ def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
     raise ConfigError(f"norm={kind!r} is not allowed: one of {', '.join(NORM_KINDS)}, None")
 
 
+def act_in_place(act: nn.Module, x: Tensor) -> Tensor:
+    """``act(x)`` written over ``x`` when autograd is off and no trace is recorded; ``x`` must
+    be a fresh tensor the caller owns (a layer's output, no view of anything else).
+
+    The same numbers as ``act(x)``: only the output's memory differs. A fresh output as large
+    as a channel MLP's hidden tensor is mapped and page-faulted again on each forward, which
+    made GELU cost twice its in-place time (deit_s's MLP, batch 8, one thread: 45.6 -> 40.2
+    ms). With autograd on, the backward needs the input; a trace (fvcore) keeps the plain op.
+    """
+    if torch.is_grad_enabled() or torch.jit.is_tracing():
+        return act(x)
+    if isinstance(act, nn.GELU):
+        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+    if isinstance(act, nn.ReLU):
+        return torch.relu_(x)
+    return act(x)
+
+
 def make_act(kind: str | None) -> nn.Module:
     """The activation ``kind`` (None: identity)."""
     if kind is None:

@@ -1,5 +1,5 @@
 """The speed paths give the numbers of the plain ones: row-chunked channel MLP, 1×1 convs
-as linears on channels-last maps, channels-last stages."""
+as linears on channels-last maps, channels-last stages, activations in place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from affinity.models import create_model, layers, network
-from affinity.ops.layers import Conv1x1, is_channels_last
+from affinity.ops.layers import Conv1x1, act_in_place, is_channels_last, make_act
 
 
 @pytest.mark.parametrize("norm", [None, "batchnorm"])
@@ -70,3 +70,20 @@ def test_channels_last_stages_by_parts_of_the_batch_equal_whole(
         parts = model(x)
     assert calls == [1, 1, 1] * len(model.stages)
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gelu", "relu"])
+def test_activation_in_place_without_autograd_only(kind: str) -> None:
+    act = make_act(kind)
+    x = torch.randn(4, 6, 5, 3, dtype=torch.float64)
+    plain = act(x)
+    fresh = x.clone()
+    with torch.no_grad():
+        out = act_in_place(act, fresh)
+    assert out.data_ptr() == fresh.data_ptr()  # written over its input
+    assert torch.equal(out, plain)
+    kept = x.clone().requires_grad_()
+    out = act_in_place(act, kept * 1)  # autograd on: the backward needs the input
+    assert torch.equal(out, plain)
+    out.sum().backward()
+    assert kept.grad is not None
