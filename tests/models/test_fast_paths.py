@@ -87,3 +87,25 @@ def test_activation_in_place_without_autograd_only(kind: str) -> None:
     assert torch.equal(out, plain)
     out.sum().backward()
     assert kept.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "small"),
+    [
+        ("repmlpnet_t224", {"dims": (8, 16, 32, 32), "depths": (1, 1, 2, 1), "share": (1, 2, 4, 8)}),
+        ("resmlp_s12", {"dim": 16, "depth": 2}),
+        ("deit_s", {"dim": 16, "depth": 2, "heads": 2}),
+    ],
+)
+def test_eval_without_autograd_gives_the_plain_numbers(name: str, small: dict[str, object]) -> None:
+    """Residuals written over a gated / scaled mixer output or the MLP's output, activations in
+    place, MLP parts and joined qkv (no autograd) against the plain ops (autograd on)."""
+    torch.manual_seed(0)
+    model = create_model(name, img_size=32, num_classes=3, **small)
+    model(torch.randn(4, 3, 32, 32))  # running statistics that are not the identity
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    plain = model(x)
+    with torch.no_grad():
+        fast = model(x)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-6)
