@@ -168,7 +168,9 @@ class Attention(Affinity):
             return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
         nw, size = n // (ws * ws), ws * ws
         mask = self._window_mask(h, w, ws, shift, v)  # (nW or 1, nh or 1, L, L) or None
-        if mask is not None:  # 4-D attention (ONNX export takes no other): windows join the batch
+        if mask is not None and (mask.shape[0] > 1 or torch.jit.is_tracing()):
+            # 4-D attention (ONNX export takes no other): windows join the batch; a mask of all
+            # windows (no shift) broadcasts without a copy outside traces (the same numbers)
             mask = mask.expand(b, nw, -1, -1, -1).flatten(0, 1)  # (B·nW, nh or 1, L, L)
         q, k, v = (t.reshape(b * nw, size, nh, d).transpose(1, 2) for t in (q, k, v))  # (B·nW, nh, L, d)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B·nW, nh, L, d)
