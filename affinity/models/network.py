@@ -109,8 +109,8 @@ class Block(nn.Module):
         if self.gate is not None:
             z = z * self.gate(y)  # (B, C, 1, 1) channel gate
         z = self.drop_path(self.ls1(z))
-        # z is a fresh tensor when gated or scaled (the mixer's own output may be a view)
-        x = _residual(x, z) if self.gate is not None or isinstance(self.ls1, LayerScale) else x + z
+        fresh = self.mixer.fresh_output or self.gate is not None or isinstance(self.ls1, LayerScale)
+        x = _residual(x, z) if fresh else x + z
         if self.mlp is None:
             return x
         if self.style == "convmixer":

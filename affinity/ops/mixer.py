@@ -323,6 +323,12 @@ class ContextAggregation(nn.Module):
             c = c.repeat_interleave(self.dim // self.heads)
         return c.view(1, -1, 1, 1)
 
+    @property
+    def fresh_output(self) -> bool:
+        """True when ``forward`` returns a tensor of its own (an output projection's or norm's),
+        never a view of its input or of a parameter: a caller may write over it."""
+        return any(not isinstance(m, nn.Identity) for m in self.proj_out)
+
     def _branches(self) -> list[Branch]:
         return [cast(Branch, b) for b in self.branches]
 
