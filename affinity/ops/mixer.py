@@ -155,6 +155,17 @@ class Branch(nn.Module):
         return self.act(self.proj(self.norm(y)))
 
 
+def _hooked(module: nn.Module) -> bool:
+    """True when a forward hook would see ``module``'s calls (its own or a global one)."""
+    hooks = nn.modules.module
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+    )
+
+
 class ContextAggregation(nn.Module):
     """Container's context aggregation (Gao et al. NeurIPS 2021), one token mixer.
 
@@ -356,11 +367,13 @@ class ContextAggregation(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.joined_values and not torch.jit.is_tracing():  # a trace (fvcore, ONNX) sees the plain ops
+        # a trace (fvcore, ONNX) and hooks on the affinity (reports) see the plain calls
+        if self.joined_values and not torch.jit.is_tracing():
             (branch,) = self._branches()
             attention = cast(Attention, branch.affinity)
-            y = attention.forward_with_values(x, cast(Conv1x1, self.proj_in[0]))  # A(x)·proj_in(x)
-            return self.proj_out(self._scaled(branch, branch.after(y)))
+            if not _hooked(attention):
+                y = attention.forward_with_values(x, cast(Conv1x1, self.proj_in[0]))  # A(x)·proj_in(x)
+                return self.proj_out(self._scaled(branch, branch.after(y)))
         v = self.proj_in(x)  # (B, C, H, W)
         return self.proj_out(self.aggregate(v, x))
 

@@ -126,6 +126,11 @@ def test_values_joined_to_queries_and_keys_give_the_plain_numbers(
     torch.testing.assert_close(attention.forward_with_values(x, value), attention(value(x), x), **exact)
     plain = mixer.proj_out(mixer.aggregate(mixer.proj_in(x), x))
     torch.testing.assert_close(mixer(x), plain, **exact)
+    seen: list[torch.Tensor] = []  # a hook on the affinity sees the plain call (reports read V)
+    handle = attention.register_forward_hook(lambda _, args, out: seen.append(args[0]))
+    torch.testing.assert_close(mixer(x), plain, **exact)
+    handle.remove()
+    assert len(seen) == 1 and torch.equal(seen[0], value(x))
     traced = torch.jit.trace(mixer, x)  # a trace keeps the plain ops
     assert "aten::cat" not in str(traced.graph)
     assert torch.equal(traced(x), plain)
