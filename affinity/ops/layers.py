@@ -96,6 +96,18 @@ def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
     raise ConfigError(f"norm={kind!r} is not allowed: one of {', '.join(NORM_KINDS)}, None")
 
 
+def hooked(module: nn.Module) -> bool:
+    """True when a forward hook would see ``module``'s calls (its own or a global one): a fast
+    path that computes its output without calling it must step aside."""
+    hooks = nn.modules.module
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+    )
+
+
 def act_in_place(act: nn.Module, x: Tensor) -> Tensor:
     """``act(x)`` written over ``x`` when autograd is off and no trace is recorded; ``x`` must
     be a fresh tensor the caller owns (a layer's output, no view of anything else).
@@ -103,9 +115,10 @@ def act_in_place(act: nn.Module, x: Tensor) -> Tensor:
     The same numbers as ``act(x)``: only the output's memory differs. A fresh output as large
     as a channel MLP's hidden tensor is mapped and page-faulted again on each forward, which
     made GELU cost twice its in-place time (deit_s's MLP, batch 8, one thread: 45.6 -> 40.2
-    ms). With autograd on, the backward needs the input; a trace (fvcore) keeps the plain op.
+    ms). With autograd on, the backward needs the input; a trace (fvcore) keeps the plain op,
+    and hooks (NASWOT's) the module's call.
     """
-    if torch.is_grad_enabled() or torch.jit.is_tracing():
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or hooked(act):  # hooks see the module's call
         return act(x)
     if isinstance(act, nn.GELU):
         return torch.ops.aten.gelu_(x, approximate=act.approximate)

@@ -17,7 +17,7 @@ from affinity.errors import ConfigError
 from affinity.ops.attention import Attention
 from affinity.ops.base import AFFINITIES, Affinity
 from affinity.ops.config import BranchCfg, MixerCfg
-from affinity.ops.layers import Conv1x1, make_act, make_norm
+from affinity.ops.layers import Conv1x1, hooked, make_act, make_norm
 
 
 def build_affinity(
@@ -153,17 +153,6 @@ class Branch(nn.Module):
     def after(self, y: Tensor) -> Tensor:
         """What follows the affinity: its norm, projection and activation."""
         return self.act(self.proj(self.norm(y)))
-
-
-def _hooked(module: nn.Module) -> bool:
-    """True when a forward hook would see ``module``'s calls (its own or a global one)."""
-    hooks = nn.modules.module
-    return bool(
-        module._forward_hooks
-        or module._forward_pre_hooks
-        or hooks._global_forward_hooks
-        or hooks._global_forward_pre_hooks
-    )
 
 
 class ContextAggregation(nn.Module):
@@ -371,7 +360,7 @@ class ContextAggregation(nn.Module):
         if self.joined_values and not torch.jit.is_tracing():
             (branch,) = self._branches()
             attention = cast(Attention, branch.affinity)
-            if not _hooked(attention):
+            if not hooked(attention):
                 y = attention.forward_with_values(x, cast(Conv1x1, self.proj_in[0]))  # A(x)·proj_in(x)
                 return self.proj_out(self._scaled(branch, branch.after(y)))
         v = self.proj_in(x)  # (B, C, H, W)

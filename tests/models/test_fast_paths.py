@@ -82,6 +82,12 @@ def test_activation_in_place_without_autograd_only(kind: str) -> None:
         out = act_in_place(act, fresh)
     assert out.data_ptr() == fresh.data_ptr()  # written over its input
     assert torch.equal(out, plain)
+    seen: list[torch.Tensor] = []  # a hook on the activation (NASWOT's) sees its call
+    act.register_forward_hook(lambda _, args, out: seen.append(args[0]))
+    fresh = x.clone()
+    with torch.no_grad():
+        out = act_in_place(act, fresh)
+    assert len(seen) == 1 and torch.equal(fresh, x) and torch.equal(out, plain)
     kept = x.clone().requires_grad_()
     out = act_in_place(act, kept * 1)  # autograd on: the backward needs the input
     assert torch.equal(out, plain)
