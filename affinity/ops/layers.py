@@ -108,9 +108,9 @@ def hooked(module: nn.Module) -> bool:
     )
 
 
-def act_in_place(act: nn.Module, x: Tensor) -> Tensor:
+def act_in_place(act: nn.Module, x: Tensor, source: nn.Module) -> Tensor:
     """``act(x)`` written over ``x`` when autograd is off and no trace is recorded; ``x`` must
-    be a fresh tensor the caller owns (a layer's output, no view of anything else).
+    be a fresh tensor that a layer inside ``source`` returned (no view of anything else).
 
     The same numbers as ``act(x)``: only the output's memory differs. A fresh output as large
     as a channel MLP's hidden tensor is mapped and page-faulted again on each forward, which
@@ -118,8 +118,8 @@ def act_in_place(act: nn.Module, x: Tensor) -> Tensor:
     ms). With autograd on, the backward needs the input; a trace (fvcore) keeps the plain op,
     and hooks (NASWOT's) the module's call.
     """
-    if torch.is_grad_enabled() or torch.jit.is_tracing() or hooked(act):  # hooks see the module's call
-        return act(x)
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or any(hooked(m) for m in source.modules()):
+        return act(x)  # hooks see the activation's call, and may hold the layer's output
     if isinstance(act, nn.GELU):
         return torch.ops.aten.gelu_(x, approximate=act.approximate)
     if isinstance(act, nn.ReLU):

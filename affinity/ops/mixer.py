@@ -360,7 +360,7 @@ class ContextAggregation(nn.Module):
         if self.joined_values and not torch.jit.is_tracing():
             (branch,) = self._branches()
             attention = cast(Attention, branch.affinity)
-            if not hooked(attention):
+            if not (hooked(attention) or hooked(self.proj_in[0])):
                 y = attention.forward_with_values(x, cast(Conv1x1, self.proj_in[0]))  # A(x)·proj_in(x)
                 return self.proj_out(self._scaled(branch, branch.after(y)))
         v = self.proj_in(x)  # (B, C, H, W)

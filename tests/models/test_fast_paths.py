@@ -79,17 +79,17 @@ def test_activation_in_place_without_autograd_only(kind: str) -> None:
     plain = act(x)
     fresh = x.clone()
     with torch.no_grad():
-        out = act_in_place(act, fresh)
+        out = act_in_place(act, fresh, act)
     assert out.data_ptr() == fresh.data_ptr()  # written over its input
     assert torch.equal(out, plain)
     seen: list[torch.Tensor] = []  # a hook on the activation (NASWOT's) sees its call
     act.register_forward_hook(lambda _, args, out: seen.append(args[0]))
     fresh = x.clone()
     with torch.no_grad():
-        out = act_in_place(act, fresh)
+        out = act_in_place(act, fresh, act)
     assert len(seen) == 1 and torch.equal(fresh, x) and torch.equal(out, plain)
     kept = x.clone().requires_grad_()
-    out = act_in_place(act, kept * 1)  # autograd on: the backward needs the input
+    out = act_in_place(act, kept * 1, act)  # autograd on: the backward needs the input
     assert torch.equal(out, plain)
     out.sum().backward()
     assert kept.grad is not None
@@ -115,3 +115,19 @@ def test_eval_without_autograd_gives_the_plain_numbers(name: str, small: dict[st
     with torch.no_grad():
         fast = model(x)
     torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-6)
+
+
+def test_outputs_held_by_hooks_are_not_written_over() -> None:
+    """A hook holding a mixer's or a layer's output (feature extraction) keeps its values: the
+    in-place residuals and activations step aside."""
+    torch.manual_seed(0)
+    model = create_model("deit_s", img_size=32, num_classes=3, dim=16, depth=2, heads=2).eval()
+    block = model.stages[0].blocks[0]
+    held: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name in ("mixer", "mlp.fc1"):
+        module = block.get_submodule(name)
+        module.register_forward_hook(lambda m, args, out, name=name: held.__setitem__(name, (args[0], out)))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+        for name, (inputs, out) in held.items():
+            assert torch.equal(out, block.get_submodule(name)(inputs)), name
