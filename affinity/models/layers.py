@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from affinity.ops.layers import Affine, Conv1x1, LayerNorm2d, make_act, make_norm
+from affinity.ops.layers import Affine, Conv1x1, LayerNorm2d, act_in_place, make_act, make_norm
 
 __all__ = [
     "Affine",
@@ -109,11 +109,11 @@ class ChannelMlp(nn.Module):
     def _whole(self, x: Tensor) -> Tensor:
         if self.channels_last:
             return self._tokens(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # via (B, H, W, C)
-        x = self.act(self.norm1(self.fc1(x)))  # (B, hidden, H, W)
+        x = act_in_place(self.act, self.norm1(self.fc1(x)), self)  # (B, hidden, H, W)
         return self.norm2(self.fc2(x))  # (B, C, H, W)
 
     def _tokens(self, t: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(t)))  # (..., C) -> (..., hidden) -> (..., C)
+        return self.fc2(act_in_place(self.act, self.fc1(t), self))  # (..., C) -> (..., hidden) -> (..., C)
 
     def _by_parts(self, x: Tensor) -> Tensor:
         """``_whole(x)`` (eval, without autograd) computed ``_ROWS`` tokens at a time on a

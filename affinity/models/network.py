@@ -36,6 +36,7 @@ from affinity.models.layers import (
 )
 from affinity.models.pretrained import PretrainedCfg
 from affinity.ops.config import MixerCfg
+from affinity.ops.layers import hooked
 
 
 def _context_aggregation() -> Any:
@@ -108,12 +109,33 @@ class Block(nn.Module):
         z = self.mixer(y)
         if self.gate is not None:
             z = z * self.gate(y)  # (B, C, 1, 1) channel gate
-        x = x + self.drop_path(self.ls1(z))
+        z = self.drop_path(self.ls1(z))
+        if self.gate is not None or isinstance(self.ls1, LayerScale):
+            x = _residual(x, z, self.ls1)  # the gate's product or the scale's is fresh
+        else:
+            x = _residual(x, z, self.mixer) if self.mixer.fresh_output else x + z
         if self.mlp is None:
             return x
         if self.style == "convmixer":
             return self.mlp(x)
-        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+        y = self.drop_path(self.ls2(self.mlp(self.norm2(x))))  # the MLP's or the scale's output
+        return _residual(x, y, self.ls2 if isinstance(self.ls2, LayerScale) else self.mlp)
+
+
+def _residual(x: Tensor, y: Tensor, source: nn.Module) -> Tensor:
+    """``x + y`` written over ``y``, a fresh tensor of ``x``'s shape and layout that ``source``
+    returned (or a module inside it), in eval without autograd, outside a trace and when no hook
+    could hold ``y``: the same numbers (addition commutes) without allocating a third map,
+    which at the first stages of batch 8 is out of the caches."""
+    if (
+        torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or y.shape != x.shape
+        or y.stride() != x.stride()
+        or any(hooked(m) for m in source.modules())
+    ):
+        return x + y
+    return y.add_(x)
 
 
 class Stage(nn.Module):

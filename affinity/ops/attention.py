@@ -127,31 +127,55 @@ class Attention(Affinity):
         check_map(v, self.dim, self.name)
         x = v if x is None else x
         self._check_x(v, x)
-        b, c, h, w = v.shape
+        order = self._token_order(v)
+        qk = self.qk(_tokens(x, order))  # (B, N, 2C), in window order with windows
+        c = self.dim
+        return self._attend(qk[..., :c], qk[..., c:], _tokens(v, order), v.shape[2], v.shape[3])
+
+    def forward_with_values(self, x: Tensor, value: nn.Conv2d) -> Tensor:
+        """``forward(value(x), x)`` for a 1×1 value projection ``value`` (dim_x -> dim): the
+        values, queries and keys from one (N, dim_x) @ (dim_x, 3C) product (timm's qkv), which
+        runs faster than the 2C and C products apart and gives the same numbers."""
+        if value.weight.shape != (self.dim, self.dim_x, 1, 1):
+            raise ConfigError(
+                f"attention: value projection of shape {tuple(value.weight.shape)} is not allowed: "
+                f"expected ({self.dim}, {self.dim_x}, 1, 1)"
+            )
+        check_map(x, self.dim_x, self.name)
+        weight = torch.cat([self.qk.weight, value.weight.flatten(1)])  # (3C, dim_x)
+        bias = None
+        if self.qk.bias is not None or value.bias is not None:  # a missing one as zeros
+            parts = ((self.qk.bias, 2 * self.dim), (value.bias, self.dim))
+            bias = torch.cat([weight.new_zeros(n) if t is None else t for t, n in parts])
+        qkv = F.linear(_tokens(x, self._token_order(x)), weight, bias)  # (B, N, 3C)
+        c = self.dim
+        return self._attend(qkv[..., :c], qkv[..., c : 2 * c], qkv[..., 2 * c :], x.shape[2], x.shape[3])
+
+    def _token_order(self, like: Tensor) -> Tensor | None:
+        """The gather order of the windows (None for global attention)."""
+        ws, shift = self._window_shift(like.shape[2], like.shape[3])
+        return self._window_order(like.shape[2], like.shape[3], ws, shift, like.device)[0] if ws else None
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, h: int, w: int) -> Tensor:
+        """Attention of (B, N, C) queries, keys and values (in window order with windows) of
+        an h×w map; returns the channels-last (B, C, H, W) map."""
+        b, n, c = v.shape
         nh, d = self.heads, self.head_dim
-        # token-layout views: free on channels-last maps (the block's layout), a copy otherwise
-        if self.window_size is None:
-            n = h * w
-            qk = self.qk(x.permute(0, 2, 3, 1).reshape(b, n, self.dim_x))  # (B, N, 2C)
-            q, k = qk.view(b, n, 2, nh, d).permute(2, 0, 3, 1, 4)  # (B, nh, N, d) each
-            vv = v.permute(0, 2, 3, 1).reshape(b, n, nh, d).transpose(1, 2)  # (B, nh, N, d)
-            out = F.scaled_dot_product_attention(q, k, vv)  # (B, nh, N, d)
-            return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
         ws, shift = self._window_shift(h, w)
-        n, nw, size = h * w, (h // ws) * (w // ws), ws * ws
-        order, inverse = self._window_order(h, w, ws, shift, v.device)
-        # Swin's roll by −shift then window partition, as one gather of the tokens (B, nW·L, ·)
-        qk = self.qk(x.permute(0, 2, 3, 1)).reshape(b, n, 2 * c).index_select(1, order)
-        vt = v.permute(0, 2, 3, 1).reshape(b, n, c).index_select(1, order)
-        q, k = qk.view(b, nw, size, 2, nh, d).permute(3, 0, 1, 4, 2, 5)  # (B, nW, nh, L, d) each
-        vw = vt.view(b, nw, size, nh, d).transpose(2, 3)  # (B, nW, nh, L, d)
+        if not ws:
+            q, k, v = (t.view(b, n, nh, d).transpose(1, 2) for t in (q, k, v))  # (B, nh, N, d)
+            out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, d)
+            return out.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
+        nw, size = n // (ws * ws), ws * ws
         mask = self._window_mask(h, w, ws, shift, v)  # (nW or 1, nh or 1, L, L) or None
-        if mask is not None:  # 4-D attention (ONNX export takes no other): windows join the batch
+        if mask is not None and (mask.shape[0] > 1 or torch.jit.is_tracing()):
+            # 4-D attention (ONNX export takes no other): windows join the batch; a mask of all
+            # windows (no shift) broadcasts without a copy outside traces (the same numbers)
             mask = mask.expand(b, nw, -1, -1, -1).flatten(0, 1)  # (B·nW, nh or 1, L, L)
-        out = F.scaled_dot_product_attention(
-            q.flatten(0, 1), k.flatten(0, 1), vw.flatten(0, 1), attn_mask=mask
-        )  # (B·nW, nh, L, d)
+        q, k, v = (t.reshape(b * nw, size, nh, d).transpose(1, 2) for t in (q, k, v))  # (B·nW, nh, L, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B·nW, nh, L, d)
         # back to map order (the inverse gather: unpartition, then roll by +shift)
+        inverse = self._window_order(h, w, ws, shift, v.device)[1]
         out = out.transpose(1, 2).reshape(b, n, c).index_select(1, inverse)
         return out.view(b, h, w, c).permute(0, 3, 1, 2)  # channels-last
 
@@ -230,6 +254,14 @@ class Attention(Affinity):
             logits = logits.masked_fill(~allowed, float("-inf"))
         attn = logits.softmax(-1)  # (B, nh, N, N)
         return attn.repeat_interleave(d, dim=1)  # (B, C, N, N)
+
+
+def _tokens(t: Tensor, order: Tensor | None) -> Tensor:
+    """(B, C, H, W) -> (B, N, C) tokens (a free view of a channels-last map), gathered in
+    ``order`` when given: Swin's roll by −shift and window partition as one gather."""
+    b, c, h, w = t.shape
+    flat = t.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return flat if order is None else flat.index_select(1, order)
 
 
 def _windows(t: Tensor, ws: int) -> Tensor:

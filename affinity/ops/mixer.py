@@ -14,9 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from affinity.errors import ConfigError
+from affinity.ops.attention import Attention
 from affinity.ops.base import AFFINITIES, Affinity
 from affinity.ops.config import BranchCfg, MixerCfg
-from affinity.ops.layers import Conv1x1, make_act, make_norm
+from affinity.ops.layers import Conv1x1, hooked, make_act, make_norm
 
 
 def build_affinity(
@@ -147,7 +148,11 @@ class Branch(nn.Module):
         self.linear = not proj and act is None and norm is None and not getattr(affinity, "affine", False)
 
     def forward(self, v: Tensor, x: Tensor) -> Tensor:
-        return self.act(self.proj(self.norm(self.affinity(v, x))))
+        return self.after(self.affinity(v, x))
+
+    def after(self, y: Tensor) -> Tensor:
+        """What follows the affinity: its norm, projection and activation."""
+        return self.act(self.proj(self.norm(y)))
 
 
 class ContextAggregation(nn.Module):
@@ -264,6 +269,16 @@ class ContextAggregation(nn.Module):
             self.reweight = nn.Sequential(
                 nn.Linear(width, max(1, width // 4)), nn.GELU(), nn.Linear(max(1, width // 4), width * nb)
             )
+        # attention alone on V = proj_in(x): V, Q and K from one product (``forward``)
+        self.joined_values = (
+            proj_in
+            and proj_in_norm is None
+            and proj_in_act is None
+            and value_norm is None
+            and coefficients != "reweight"
+            and len(self.branches) == 1
+            and isinstance(self._branches()[0].affinity, Attention)
+        )
         if hw is not None and connection == "parallel":
             shapes = {b.affinity.out_hw(*hw) for b in self._branches()}
             if len(shapes) > 1:
@@ -308,6 +323,12 @@ class ContextAggregation(nn.Module):
             c = c.repeat_interleave(self.dim // self.heads)
         return c.view(1, -1, 1, 1)
 
+    @property
+    def fresh_output(self) -> bool:
+        """True when ``forward`` returns a tensor of its own (an output projection's or norm's),
+        never a view of its input or of a parameter: a caller may write over it."""
+        return any(not isinstance(m, nn.Identity) for m in self.proj_out)
+
     def _branches(self) -> list[Branch]:
         return [cast(Branch, b) for b in self.branches]
 
@@ -335,6 +356,13 @@ class ContextAggregation(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        # a trace (fvcore, ONNX) and hooks on the affinity (reports) see the plain calls
+        if self.joined_values and not torch.jit.is_tracing():
+            (branch,) = self._branches()
+            attention = cast(Attention, branch.affinity)
+            if not (hooked(attention) or hooked(self.proj_in[0])):
+                y = attention.forward_with_values(x, cast(Conv1x1, self.proj_in[0]))  # A(x)·proj_in(x)
+                return self.proj_out(self._scaled(branch, branch.after(y)))
         v = self.proj_in(x)  # (B, C, H, W)
         return self.proj_out(self.aggregate(v, x))
 

@@ -1,5 +1,5 @@
 """The speed paths give the numbers of the plain ones: row-chunked channel MLP, 1×1 convs
-as linears on channels-last maps, channels-last stages."""
+as linears on channels-last maps, channels-last stages, activations in place."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from affinity.models import create_model, layers, network
-from affinity.ops.layers import Conv1x1, is_channels_last
+from affinity.ops.layers import Conv1x1, act_in_place, is_channels_last, make_act
 
 
 @pytest.mark.parametrize("norm", [None, "batchnorm"])
@@ -70,3 +70,64 @@ def test_channels_last_stages_by_parts_of_the_batch_equal_whole(
         parts = model(x)
     assert calls == [1, 1, 1] * len(model.stages)
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gelu", "relu"])
+def test_activation_in_place_without_autograd_only(kind: str) -> None:
+    act = make_act(kind)
+    x = torch.randn(4, 6, 5, 3, dtype=torch.float64)
+    plain = act(x)
+    fresh = x.clone()
+    with torch.no_grad():
+        out = act_in_place(act, fresh, act)
+    assert out.data_ptr() == fresh.data_ptr()  # written over its input
+    assert torch.equal(out, plain)
+    seen: list[torch.Tensor] = []  # a hook on the activation (NASWOT's) sees its call
+    act.register_forward_hook(lambda _, args, out: seen.append(args[0]))
+    fresh = x.clone()
+    with torch.no_grad():
+        out = act_in_place(act, fresh, act)
+    assert len(seen) == 1 and torch.equal(fresh, x) and torch.equal(out, plain)
+    kept = x.clone().requires_grad_()
+    out = act_in_place(act, kept * 1, act)  # autograd on: the backward needs the input
+    assert torch.equal(out, plain)
+    out.sum().backward()
+    assert kept.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "small"),
+    [
+        ("repmlpnet_t224", {"dims": (8, 16, 32, 32), "depths": (1, 1, 2, 1), "share": (1, 2, 4, 8)}),
+        ("resmlp_s12", {"dim": 16, "depth": 2}),
+        ("deit_s", {"dim": 16, "depth": 2, "heads": 2}),
+    ],
+)
+def test_eval_without_autograd_gives_the_plain_numbers(name: str, small: dict[str, object]) -> None:
+    """Residuals written over a gated / scaled mixer output or the MLP's output, activations in
+    place, MLP parts and joined qkv (no autograd) against the plain ops (autograd on)."""
+    torch.manual_seed(0)
+    model = create_model(name, img_size=32, num_classes=3, **small)
+    model(torch.randn(4, 3, 32, 32))  # running statistics that are not the identity
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    plain = model(x)
+    with torch.no_grad():
+        fast = model(x)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-6)
+
+
+def test_outputs_held_by_hooks_are_not_written_over() -> None:
+    """A hook holding a mixer's or a layer's output (feature extraction) keeps its values: the
+    in-place residuals and activations step aside."""
+    torch.manual_seed(0)
+    model = create_model("deit_s", img_size=32, num_classes=3, dim=16, depth=2, heads=2).eval()
+    block = model.stages[0].blocks[0]
+    held: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name in ("mixer", "mlp.fc1"):
+        module = block.get_submodule(name)
+        module.register_forward_hook(lambda m, args, out, name=name: held.__setitem__(name, (args[0], out)))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+        for name, (inputs, out) in held.items():
+            assert torch.equal(out, block.get_submodule(name)(inputs)), name

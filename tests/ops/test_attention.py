@@ -89,3 +89,48 @@ def test_global_attention_on_a_class_token_sequence() -> None:
     attn = (q @ k.transpose(-1, -2) / 2**0.5).softmax(-1)
     expected = (attn @ v.view(2, 3, 2, 17).transpose(2, 3)).transpose(2, 3).reshape(2, 6, 1, 17)
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+@pytest.mark.parametrize(
+    ("window", "shift", "qkv_bias", "proj_bias", "layout"),
+    [
+        (None, 0, True, True, torch.channels_last),
+        (4, 2, True, False, torch.contiguous_format),
+        (4, 0, False, True, torch.channels_last),
+        (4, 2, False, False, torch.channels_last),
+    ],
+)
+def test_values_joined_to_queries_and_keys_give_the_plain_numbers(
+    window: int | None, shift: int, qkv_bias: bool, proj_bias: bool, layout: torch.memory_format
+) -> None:
+    """One qkv product (``forward_with_values``, the mixer's path outside traces) equals the
+    value projection then ``forward``, up to the rounding of a GEMM of another width (none at
+    the zoo's widths: benchmarks/gemm_fraction.py prints max|diff| 0 for deit_s and swin_t)."""
+    from affinity.ops.mixer import ContextAggregation
+
+    torch.manual_seed(0)
+    params: dict[str, object] = {"heads": 2, "qkv_bias": qkv_bias}
+    if window is not None:
+        params |= {"window_size": window, "shift_size": shift, "rel_pos_bias": True}
+    mixer = ContextAggregation(
+        dim=8, hw=(8, 12), branches=[{"affinity": "attention", "params": params}], proj_bias=proj_bias
+    )
+    assert mixer.joined_values
+    mixer = mixer.double()
+    x = torch.randn(3, 8, 8, 12, dtype=torch.float64).contiguous(memory_format=layout)
+    attention = mixer.branch_affinities()[0]
+    assert isinstance(attention, Attention)
+    value = mixer.proj_in[0]
+    exact = {"atol": 1e-12, "rtol": 0.0}
+    torch.testing.assert_close(attention.forward_with_values(x, value), attention(value(x), x), **exact)
+    plain = mixer.proj_out(mixer.aggregate(mixer.proj_in(x), x))
+    torch.testing.assert_close(mixer(x), plain, **exact)
+    seen: list[torch.Tensor] = []  # a hook on the affinity sees the plain call (reports read V)
+    handle = attention.register_forward_hook(lambda _, args, out: seen.append(args[0]))
+    torch.testing.assert_close(mixer(x), plain, **exact)
+    handle.remove()
+    assert len(seen) == 1 and torch.equal(seen[0], value(x))
+    traced = torch.jit.trace(mixer, x)  # a trace keeps the plain ops
+    assert "aten::cat" not in str(traced.graph)
+    assert torch.equal(traced(x), plain)
