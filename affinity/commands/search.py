@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from affinity.commands._options import device_option, out_option, quiet_option, storage_option, train_options
-from affinity.search.settings import SAMPLERS
+from affinity.search.settings import FIDELITIES, OBJECTIVES, PRUNERS, SAMPLERS
 
 
 @click.command("search")
@@ -40,13 +40,13 @@ from affinity.search.settings import SAMPLERS
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=None,
               help="Default: the space's (tpe where it names none). ehvi: spaces whose configurations "
                    "can be listed, never repeats one.")  # fmt: skip
-@click.option("--objective", type=click.Choice(["pareto", "accuracy"]), default=None,
+@click.option("--objective", type=click.Choice(OBJECTIVES), default=None,
               help="pareto: max accuracy and min GFLOPs; accuracy: one objective, with pruning.")  # fmt: skip
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), default=None,
+@click.option("--pruner", type=click.Choice(PRUNERS), default=None,
               help="Pruner for --objective accuracy.")  # fmt: skip
 @click.option(
     "--fidelity",
-    type=click.Choice(["none", "asha"]),
+    type=click.Choice(FIDELITIES),
     default=None,
     help="asha: a trial continues past each rung only while in the best 1/eta of the trials that "
     "reached it (MO-ASHA, by Pareto rank of val accuracy and GFLOPs); default none.",

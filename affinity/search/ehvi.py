@@ -105,6 +105,8 @@ def _sampler_class() -> type:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
+    from affinity.search.hypervolume import REF_MARGIN
+
     class _Ehvi(BaseSampler):
         def __init__(
             self,
@@ -173,20 +175,17 @@ def _sampler_class() -> type:
         def _choose(self, study: optuna.Study, trial: Any) -> dict[str, Any] | None:
             fixed = trial.system_attrs.get("fixed_params") or {}
             taken: set[str] = set(self._refused)
-            seen: dict[str, tuple[dict[str, Any], list[float] | None, float | None]] = {}
+            observed: dict[str, tuple[dict[str, Any], list[float]]] = {}  # first result per config
+            costs: list[float] = []  # every GFLOPs costed (over-budget ones too)
             for t in study.get_trials(deepcopy=False):
                 digest = t.user_attrs.get("config_hash")
-                if t.number == trial.number:
-                    continue
-                if digest is None:  # asked, not sampled yet (another worker): its parameters so far
-                    if t.state == TrialState.RUNNING:
-                        taken.update(h for h, p in zip(self._hashes, self._params) if p == t.params)
+                if digest is None or t.number == trial.number:
                     continue
                 taken.add(digest)
-                values = list(t.values) if t.state == TrialState.COMPLETE and t.values else None
-                cost = t.user_attrs.get("gflops")
-                if digest not in seen or (values is not None and seen[digest][1] is None):
-                    seen[digest] = (t.params, values, cost)
+                if "gflops" in t.user_attrs:
+                    costs.append(float(t.user_attrs["gflops"]))
+                if t.state == TrialState.COMPLETE and t.values and digest not in observed:
+                    observed[digest] = (t.params, list(t.values))
             pool = [
                 i
                 for i, (h, p) in enumerate(zip(self._hashes, self._params))
@@ -195,13 +194,10 @@ def _sampler_class() -> type:
             if not pool:
                 return None
             rng = np.random.default_rng([self._seed & 0xFFFFFFFF, trial.number])
-            observed = [(p, v, c) for p, v, c in seen.values() if v is not None]
             if len(observed) < self._n_startup:
                 order = list(rng.permutation(pool))
             else:
-                scores = self._scores(
-                    study, observed, [c for *_, c in seen.values() if c is not None], pool, rng
-                )
+                scores = self._scores(study, list(observed.values()), costs, pool, rng)
                 order = [pool[j] for j in np.argsort(-scores, kind="stable")]
             for checked, i in enumerate(order):
                 if checked >= MAX_CHECKS:
@@ -214,7 +210,7 @@ def _sampler_class() -> type:
         def _scores(
             self,
             study: optuna.Study,
-            observed: list[tuple[dict[str, Any], list[float], float | None]],
+            observed: list[tuple[dict[str, Any], list[float]]],
             costs: list[float],
             pool: list[int],
             rng: np.random.Generator,
@@ -222,16 +218,16 @@ def _sampler_class() -> type:
             """Expected improvement of each pooled configuration (higher is better)."""
             # affinity's studies: maximise accuracy, or (maximise accuracy, minimise GFLOPs)
             sign = 1.0 if study.directions[0] == StudyDirection.MAXIMIZE else -1.0
-            x = np.stack([self._features(p) for p, _, _ in observed])
-            y = np.array([sign * v[0] for _, v, _ in observed])
+            x = np.stack([self._features(p) for p, _ in observed])
+            y = np.array([sign * v[0] for _, v in observed])
             xc = self._x[pool]
             acc = _posterior_draws(x, y, xc, self._draws, rng)  # draws x candidates
             if len(study.directions) == 1:
                 gains = np.clip(acc - y.max(), 0.0, None).mean(0)
                 return np.asarray(gains if gains.max() > 0 else acc.mean(0))
-            raw = np.array([v[1] for _, v, _ in observed])
+            raw = np.array([v[1] for _, v in observed])
             cost = _cost_fit(x, raw, xc)
-            ref = 1.1 * max(float(cost.max()), max(costs, default=0.0), float(raw.max()))
+            ref = REF_MARGIN * max(float(cost.max()), max(costs, default=0.0), float(raw.max()))
             front = [(float(a), float(g)) for a, g in zip(y, raw)]
             gains = hypervolume_improvements(acc, cost, front, ref).mean(0)
             if gains.max() <= 0:  # no candidate is expected to add to the front: the most accurate

@@ -80,15 +80,11 @@ def model_accepts(space: Any, data: DatasetSplits, params: dict[str, Any]) -> bo
     import optuna
     import torch
 
-    from affinity.models import create_model
-
     try:
         cfg = space.sample(optuna.trial.FixedTrial(params), img_size=data.img_size)
         with torch.random.fork_rng(), torch.no_grad():
-            model = create_model(
-                cfg, num_classes=data.num_classes, img_size=data.img_size, in_chans=data.in_chans
-            )
-            model.eval()(torch.zeros(1, data.in_chans, data.img_size, data.img_size))
+            model = seeded_model(cfg, data, 0).eval()
+            model(torch.zeros(1, data.in_chans, data.img_size, data.img_size))
     except AffinityError:
         return False
     return True
