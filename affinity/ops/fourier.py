@@ -50,7 +50,9 @@ class GlobalFilter(Affinity):
     def _filter(self, dtype: torch.dtype) -> Tensor:
         """The complex filter K, (C, H, W//2 + 1)."""
         real = torch.float64 if dtype == torch.float64 else torch.float32
-        return torch.view_as_complex(self.complex_weight.to(real)).permute(2, 0, 1)
+        # contiguous: ``model.to(memory_format=torch.channels_last)`` lays this 4-d weight out
+        # channels-last too, and ``view_as_complex`` needs its (re, im) pairs adjacent
+        return torch.view_as_complex(self.complex_weight.to(real).contiguous()).permute(2, 0, 1)
 
     def _check_size(self, v: Tensor) -> None:
         if tuple(v.shape[2:]) != self.hw:
@@ -62,7 +64,10 @@ class GlobalFilter(Affinity):
     def forward(self, v: Tensor, x: Tensor | None = None) -> Tensor:
         check_map(v, self.dim, self.name)
         self._check_size(v)
-        spec = torch.fft.rfft2(v, dim=(2, 3), norm="ortho")  # (B, C, H, W//2+1) complex
+        # half precision (autocast) goes through float32: cuFFT takes float16 only for sides
+        # that are powers of two, and bfloat16 not at all
+        vin = v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+        spec = torch.fft.rfft2(vin, dim=(2, 3), norm="ortho")  # (B, C, H, W//2+1) complex
         spec = spec * self._filter(v.dtype)
         return torch.fft.irfft2(spec, s=self.hw, dim=(2, 3), norm="ortho").to(v.dtype)
 

@@ -44,3 +44,18 @@ def test_forward_backward_small(name: str) -> None:
         assert isinstance(block.mixer, ContextAggregation)
     model.reset_classifier(3)
     assert model(x).shape == (2, 3) and model.num_classes == 3
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_channels_last_gives_the_same_logits(name: str) -> None:
+    """``model.to(memory_format=torch.channels_last)`` (as ``affinity benchmark --channels-last``
+    does) reorders the 4-d parameters too: every model still computes the same function."""
+    torch.set_num_threads(1)
+    size = small_img_size(name)
+    model = create_model(name, num_classes=10, img_size=size, **small_overrides(name)).eval()
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ref = model(x)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
