@@ -100,8 +100,10 @@ class ChannelMlp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         hidden_bytes = x.numel() // x.shape[1] * self.hidden * x.element_size()
-        if hidden_bytes > _LARGE_BYTES and not (
-            torch.is_grad_enabled() or self.training or torch.jit.is_tracing()
+        if (
+            hidden_bytes > _LARGE_BYTES
+            and x.device.type == "cpu"
+            and not (torch.is_grad_enabled() or self.training or torch.jit.is_tracing())
         ):
             return self._by_parts(x)
         return self._whole(x)
@@ -133,8 +135,9 @@ class ChannelMlp(nn.Module):
         return out
 
 
-#: a channel MLP whose hidden activations would take more than this computes them in parts
-#: in eval mode without autograd (and outside a trace, whose graph would hold one product
+#: on the CPU, a channel MLP whose hidden activations would take more than this computes them
+#: in parts in eval mode without autograd (never on CUDA, where each part is a launch of each
+#: kernel) (and outside a trace, whose graph would hold one product
 #: per part of this batch size): a hidden tensor this large is out of the caches between
 #: fc1, the activation and fc2, and over glibc's 32 MiB dynamic mmap threshold a fresh mmap
 #: page-faulted on every forward. Batch 8, one thread: swin_t / as_mlp_t's first-stage MLP

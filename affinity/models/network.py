@@ -173,18 +173,21 @@ class Stage(nn.Module):
             return self.blocks(x)
         x = x.contiguous(memory_format=torch.channels_last)  # (B, H, W, C) contiguous: no layout copies
         images = _images_per_part(x)
-        if images >= x.shape[0] or self.training or torch.is_grad_enabled() or torch.jit.is_tracing():
+        whole = self.training or torch.is_grad_enabled() or torch.jit.is_tracing()
+        if whole or images >= x.shape[0] or x.device.type != "cpu":
             return self.blocks(x)
         # in eval mode every block treats each image alone: parts of a large map give the same
         # numbers, and their activations stay in the caches from one op to the next
         return torch.cat([self.blocks(part) for part in x.split(images)])
 
 
-#: a channels-last stage whose map is larger than this runs its blocks in parts of the batch
-#: of about ``_PART_TOKENS`` tokens (at least one image) in eval mode without autograd (nor
-#: in a trace, which would fix the batch size). Batch 8, one thread: swin_t / as_mlp_t's
-#: first two stages (9.6, 4.8 MB) 5-15% faster by parts of 1 and 2 images, the next two
-#: (2.4, 1.2 MB) 2-60% slower, their products too short.
+#: on the CPU, a channels-last stage whose map is larger than this runs its blocks in parts of
+#: the batch of about ``_PART_TOKENS`` tokens (at least one image) in eval mode without autograd
+#: (nor in a trace, which would fix the batch size). Never on CUDA: there each part is a launch
+#: of every kernel (an H200 at batch 256 with float16 autocast, before this was CPU-only:
+#: deit_s 7790 kernels and 148 ms a forward against timm's 313 and 13 ms; as_mlp_t 66858).
+#: Batch 8, one thread: swin_t / as_mlp_t's first two stages (9.6, 4.8 MB) 5-15% faster by
+#: parts of 1 and 2 images, the next two (2.4, 1.2 MB) 2-60% slower, their products too short.
 _SPLIT_BYTES = 4 * 2**20
 _PART_TOKENS = 2048
 

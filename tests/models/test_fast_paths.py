@@ -72,6 +72,24 @@ def test_channels_last_stages_by_parts_of_the_batch_equal_whole(
     torch.testing.assert_close(parts, whole, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("device", "stage_parts", "mlp_parts"), [("cpu", 8, 13), ("meta", 1, 1)])
+def test_parts_are_for_the_cpu_only(device: str, stage_parts: int, mlp_parts: int) -> None:
+    """Parts of a batch keep a large map in the CPU's caches; on any other device (meta here,
+    CUDA in tests/test_cuda.py) the whole batch goes at once: on a GPU each part launched every
+    kernel again (deit_s at batch 256 on an H200: 7790 kernels a forward, timm's 313)."""
+    model = create_model("as_mlp_t").eval().to(device)
+    calls: list[int] = []
+    model.stages[0].blocks.register_forward_pre_hook(lambda _, args: calls.append(args[0].shape[0]))
+    mlp = layers.ChannelMlp(96, 384).eval().to(device)  # 38 MB of hidden activations at batch 8
+    rows: list[int] = []
+    mlp.fc1.register_forward_pre_hook(lambda _, args: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        model(torch.randn(8, 3, 224, 224, device=device))
+        mlp(torch.randn(8, 96, 56, 56, device=device).contiguous(memory_format=torch.channels_last))
+    assert calls == [8 // stage_parts] * stage_parts
+    assert len(rows) == mlp_parts
+
+
 @pytest.mark.parametrize("kind", ["gelu", "relu"])
 def test_activation_in_place_without_autograd_only(kind: str) -> None:
     act = make_act(kind)
