@@ -3,8 +3,13 @@
 #   1. the CUDA-marked tests (tests/test_cuda.py: every family on CUDA vs the CPU, autocast
 #      bfloat16/float16, channels_last, torch.compile, mixed-precision training, a search);
 #   2. `affinity benchmark` of the zoo against timm, fp32 and --amp, batch 8 and 256;
-#   3. `affinity search --space shifts.yaml --device cuda`, one worker and four, 60 s each.
-# Usage: bash benchmarks/gpu_check.sh OUTDIR [WHEELS]
+#   3. `affinity search --space shifts.yaml --device cuda`, one worker and four, 60 s each;
+#   4. benchmarks/gpu_profile.py: the top kernels of deit_s, swin_t, as_mlp_t against timm's.
+# Each step writes its own log under OUTDIR (a step cut by its timeout still leaves its log).
+# On an H200 (2026-11-28): install 40 s; step 1 did not end in 180 s (the compile tests take
+# most of it, so they now run apart, a compile thread per worker); step 2 took 190 s, step 3
+# 135 s. All four need more than one device call's 10 minutes: STEPS="1 4", then STEPS="2 3".
+# Usage: [STEPS="1 2 3 4"] bash benchmarks/gpu_check.sh OUTDIR [WHEELS]
 #   WHEELS: a folder of wheels for what the machine's Python lacks (optuna, fvcore and theirs),
 #   installed with the project into /tmp/site (no index is reached).
 set -uo pipefail
@@ -23,10 +28,18 @@ stamp versions
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 $py -c "import torch, optuna, fvcore, timm; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0)); print('optuna', optuna.__version__, 'timm', timm.__version__)"
 
-stamp "1. CUDA tests"
-timeout 180 $py -m pytest -q -m cuda tests/test_cuda.py -n 4 -p no:cacheprovider -o addopts="-ra --strict-markers" \
-    2>&1 | tail -40
+steps=" ${STEPS:-1 2 3 4} "
+step() { [[ $steps == *" $1 "* ]]; }
 
+if step 1; then
+stamp "1. CUDA tests"
+args=(-q -m cuda tests/test_cuda.py -p no:cacheprovider -rfE --tb=short -o "addopts=--strict-markers")
+timeout 90 $py -m pytest "${args[@]}" -k "not compiled" -n 6 > "$out/tests.txt" 2>&1
+TORCHINDUCTOR_COMPILE_THREADS=1 timeout 240 $py -m pytest "${args[@]}" -k compiled -n 14 > "$out/tests_compile.txt" 2>&1
+grep -hE "passed|failed|^FAILED|^ERROR" "$out/tests.txt" "$out/tests_compile.txt"
+fi
+
+if step 2; then
 stamp "2. affinity benchmark vs timm (cuda)"
 timm_models="deit_s swin_t resmlp_s12 mixer_s16"
 others="as_mlp_t repmlpnet_t224 s2mlp_deep container_light"
@@ -36,7 +49,9 @@ for amp in "" "--amp"; do
     timeout 75 affinity benchmark $others --device cuda --batch-size 8 --batch-size 256 \
         --repeats 15 $amp --out "$out/bench" --quiet
 done
+fi
 
+if step 3; then
 stamp "3. affinity search --space shifts.yaml --device cuda"
 for jobs in 1 4; do
     rm -rf /tmp/res
@@ -47,4 +62,11 @@ for jobs in 1 4; do
     echo "n_jobs=$jobs wall $(( $(date +%s) - t0 )) s, $(($(wc -l < $board) - 1)) trials"
     cp "$board" "$out/leaderboard_jobs$jobs.csv"
 done
+fi
+
+if step 4; then
+stamp "4. top kernels against timm (batch 256, float16 autocast)"
+timeout 90 $py benchmarks/gpu_profile.py --models deit_s swin_t as_mlp_t --amp --rows 10 > "$out/profile.txt" 2>&1
+grep -E "^## " "$out/profile.txt"
+fi
 stamp done
