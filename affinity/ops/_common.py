@@ -79,13 +79,17 @@ def shift_groups(v: Tensor, moves: Sequence[Move], padding: str) -> Tensor:
     (``_GroupShift``) that moves the values, and the gradient back, by precomputed indices:
     one gather instead of a few slice copies per group, where the slices' own nodes would each
     clone and zero a whole gradient. The numbers are those of slicing under autograd, bit for
-    bit, gradients included (replicate borders sum in the same order). A trace (FLOP counting,
-    ONNX export) and a run without autograd take the slicing itself.
+    bit, gradients included (replicate borders sum in the same order). Off the CPU the gather
+    serves without autograd too: slicing launches a few kernels per group and copies each
+    border's indices to the device (s2mlp_deep: 144 host-to-device copies a forward). A trace
+    (FLOP counting, ONNX export) and a CPU run without autograd take the slicing itself.
     """
-    if torch.jit.is_tracing() or not (torch.is_grad_enabled() and v.requires_grad) or not _dense(v):
+    grad = torch.is_grad_enabled() and v.requires_grad
+    if torch.jit.is_tracing() or not (grad or v.device.type != "cpu") or not _dense(v):
         return _shift_groups(v, moves, padding)
     key = tuple(((c.start, c.stop, c.step), shift, axis) for c, shift, axis in moves)
-    return cast(Tensor, _GroupShift.apply(v, _plan(key, padding, tuple(v.shape[1:]))))
+    plan = _plan(key, padding, tuple(v.shape[1:]))
+    return cast(Tensor, _GroupShift.apply(v, plan)) if grad else plan.forward(v)
 
 
 def _dense(t: Tensor) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -35,14 +36,23 @@ def _box_sum(t: Tensor, radius: int, axis: int) -> Tensor:
 
 def _inverse_counts(h: int, w: int, pool_size: int, like: Tensor) -> Tensor:
     """(h, w) map of ``1 / |W(i)|``, the window's positions inside the map (a constant: built
-    from Python ints, so a traced forward holds no op for it)."""
+    from Python ints, so a traced forward holds no op for it), read-only."""
+    return _inverse_counts_on(h, w, pool_size, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_counts_on(h: int, w: int, pool_size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    # once per map, dtype and device: on a GPU each new tensor from Python numbers is a copy
+    # from the host that waits for every kernel queued before it. Made outside inference mode,
+    # so that a training step may save it for its backward whichever forward came first
     r = pool_size // 2
 
     def counts(size: int) -> list[int]:
         return [min(i + r, size - 1) - max(i - r, 0) + 1 for i in range(size)]
 
     rows, cols = counts(h), counts(w)
-    return torch.tensor([[1.0 / (a * b) for b in cols] for a in rows], dtype=like.dtype, device=like.device)
+    with torch.inference_mode(False):
+        return torch.tensor([[1.0 / (a * b) for b in cols] for a in rows], dtype=dtype, device=device)
 
 
 @register_affinity("pooling")

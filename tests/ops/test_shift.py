@@ -193,3 +193,35 @@ def test_shift_gradient_bit_for_bit_for_any_input_and_gradient_layout(
             (out, grad), (out_slices, grad_slices) = results
             assert torch.equal(out, out_slices) and out.stride() == out_slices.stride()
             assert torch.equal(grad, grad_slices) and grad.stride() == grad_slices.stride()
+
+
+@pytest.mark.parametrize(("kind", "params"), GROUPED_SHIFTS)
+def test_off_the_cpu_the_shift_is_a_gather_without_autograd_too(
+    monkeypatch: pytest.MonkeyPatch, kind: str, params: dict[str, object]
+) -> None:
+    """Slicing launches kernels per group and copies border indices to the device on each call,
+    so off the CPU (meta here, as CUDA) an eval forward takes the gather: the same numbers
+    (checked on the CPU, both layouts) from precomputed indices."""
+    from affinity.ops import _common
+
+    aff = create_affinity(kind, dim=13, **params)
+    padding = str(params.get("padding", "replicate" if kind == "spatial_shift" else "zero"))
+    key = tuple(((c.start, c.stop, c.step), s, axis) for c, s, axis in aff.groups)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 13, 6, 5).contiguous(memory_format=fmt)
+        gathered = _common._plan(key, padding, (13, 6, 5)).forward(x)
+        sliced = _shift_groups(x, aff.groups, padding)
+        assert torch.equal(gathered, sliced) and gathered.stride() == sliced.stride()
+    sliced_on: list[str] = []
+    real = _common._shift_groups
+
+    def recorded(v: torch.Tensor, *args: object) -> torch.Tensor:
+        sliced_on.append(v.device.type)
+        return real(v, *args)
+
+    monkeypatch.setattr(_common, "_shift_groups", recorded)
+    with torch.no_grad():
+        for device in ("cpu", "meta"):
+            out = aff(torch.randn(3, 13, 6, 5, device=device))
+            assert out.shape == (3, 13, 6, 5) and out.device.type == device
+    assert sliced_on == ["cpu"]
