@@ -10,7 +10,6 @@ mantissa bits.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pandas as pd
@@ -18,10 +17,10 @@ import pytest
 import torch
 
 from affinity.data import load_dataset
-from affinity.models import create_model, list_models
+from affinity.models import create_model
 from affinity.train import TrainConfig, train
 from tests._cli import run_main
-from tests.models.test_forward_backward import small_img_size, small_overrides
+from tests.models.test_forward_backward import one_per_family, small_img_size, small_overrides
 
 pytestmark = [
     pytest.mark.cuda,
@@ -29,15 +28,7 @@ pytestmark = [
 ]
 
 
-def _families() -> dict[str, str]:
-    """Paper family (the name's first word: as, deit, swin, ...) -> its first registered model."""
-    out: dict[str, str] = {}
-    for name in list_models():
-        out.setdefault(re.split(r"[_\d]", name)[0], name)
-    return out
-
-
-FAMILIES = sorted(_families().values())
+FAMILIES = one_per_family()
 #: autocast dtype -> the largest norm-relative error against float32 (one block per stage)
 AMP_TOLERANCE = {torch.bfloat16: 5e-2, torch.float16: 5e-3}
 

@@ -186,11 +186,13 @@ class Attention(Affinity):
         row-major inside each), and the inverse permutation; built once per map."""
         key = (h, w, ws, shift, device)
         if key not in self._orders:  # built by moves only (fvcore counts them zero on purpose)
-            tokens = torch.arange(h * w, device=device)
-            order = _windows(torch.roll(tokens.view(1, h, w, 1), (-shift, -shift), (1, 2)), ws).reshape(-1)
-            # the window position of each map token: unpartition, then roll by +shift
-            grid = tokens.view(h // ws, w // ws, ws, ws).permute(0, 2, 1, 3).reshape(h, w)
-            self._orders[key] = order, torch.roll(grid, (shift, shift), (0, 1)).reshape(-1)
+            with torch.inference_mode(False):  # a later training step saves them for backward
+                tokens = torch.arange(h * w, device=device)
+                rolled = torch.roll(tokens.view(1, h, w, 1), (-shift, -shift), (1, 2))
+                order = _windows(rolled, ws).reshape(-1)
+                # the window position of each map token: unpartition, then roll by +shift
+                grid = tokens.view(h // ws, w // ws, ws, ws).permute(0, 2, 1, 3).reshape(h, w)
+                self._orders[key] = order, torch.roll(grid, (shift, shift), (0, 1)).reshape(-1)
         return self._orders[key]
 
     def _rel_index(self, ws: int, device: torch.device) -> Tensor:
@@ -205,7 +207,8 @@ class Attention(Affinity):
         """Additive mask (nW or 1, nh or 1, L, L): Swin's region mask (−inf) + relative bias."""
         key = (h, w, ws, shift, like.device, like.dtype)
         if key not in self._masks:  # index and region mask depend on the map only: build once
-            self._masks[key] = self._static_mask(h, w, ws, shift, like)
+            with torch.inference_mode(False):  # (as the window order)
+                self._masks[key] = self._static_mask(h, w, ws, shift, like)
         mask, idx = self._masks[key]
         if self.rel_pos_table is not None:
             bias = self.rel_pos_table.to(like.dtype)[idx].permute(2, 0, 1)[None]  # (1, nh, L, L)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -15,6 +17,14 @@ def small_overrides(name: str) -> dict[str, object]:
     if name.startswith("swin"):
         return {"depth": 2, "window_size": 4}
     return {"depth": 1}
+
+
+def one_per_family() -> list[str]:
+    """The first registered model of each paper family (the name's first word: as, deit, ...)."""
+    first: dict[str, str] = {}
+    for name in list_models():
+        first.setdefault(re.split(r"[_\d]", name)[0], name)
+    return sorted(first.values())
 
 
 def small_img_size(name: str) -> int:
@@ -59,3 +69,21 @@ def test_channels_last_gives_the_same_logits(name: str) -> None:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         out = model(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "device"), [(n, "meta") for n in list_models()] + [(n, "cpu") for n in one_per_family()]
+)
+def test_training_after_an_inference_mode_forward(name: str, device: str) -> None:
+    """Index plans, window orders, masks and constants cached by a first forward under
+    ``torch.inference_mode`` (evaluation, ``affinity benchmark``) are normal tensors: a training
+    step may save them for its backward (swin_t raised here before). The meta device takes the
+    paths of a GPU (no batch parts, the gathered shift) without computing."""
+    size = small_img_size(name)
+    model = create_model(name, num_classes=10, img_size=size, **small_overrides(name)).to(device)
+    x = torch.randn(2, 3, size, size, device=device)
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()
+    model(x).logsumexp(dim=1).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
