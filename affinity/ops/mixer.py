@@ -258,6 +258,8 @@ class ContextAggregation(nn.Module):
             Conv1x1(width, dim, bias=proj_bias) if proj_out else nn.Identity(),
         )
         self.heads = self._coefficient_heads() if coef_per_head else 1
+        #: fixed coefficients on each (dynamic, device, dtype) met: one copy from the host each
+        self._fixed: dict[tuple[bool, torch.device, torch.dtype], Tensor] = {}
         n = self.heads
         if coefficients == "learnable":
             self.alpha = nn.Parameter(torch.full((n,), float(alpha)))
@@ -395,7 +397,14 @@ class ContextAggregation(nn.Module):
         return out
 
     def _scaled(self, branch: Branch, y: Tensor) -> Tensor:
-        c = self.coefficient(type(branch.affinity).dynamic)
+        dynamic = type(branch.affinity).dynamic
+        if self.cfg.coefficients == "fixed":  # a constant: moved to y's device once, not per call
+            key = (dynamic, y.device, y.dtype)
+            if key not in self._fixed:
+                with torch.inference_mode(False):  # a training step may save it for backward
+                    self._fixed[key] = cast(Tensor, self.coefficient(dynamic)).to(y)
+            return y * self._fixed[key]
+        c = self.coefficient(dynamic)
         return y if c is None else y * c.to(y)
 
     def materialize(self, x: Tensor) -> Tensor:

@@ -61,6 +61,29 @@ def test_coefficients_combine_dynamic_and_static(
     torch.testing.assert_close(mixer(x), _apply(expected, x), atol=1e-10, rtol=0)
 
 
+def test_fixed_coefficients_reach_the_device_once() -> None:
+    """α and β as fixed numbers are moved to the map's device and dtype on the first call only
+    (on a GPU a copy from the host waits for every queued kernel), and keep their values in a
+    float32 map as in a float64 one."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Copies(TorchDispatchMode):
+        made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            Copies.made += func.overloadpacket.__name__ in ("_to_copy", "lift_fresh")
+            return func(*args, **(kwargs or {}))
+
+    mixer = _mixer("fixed").float()
+    x = torch.randn(2, DIM, *HW)
+    first = mixer(x)
+    with Copies():
+        again = mixer(x)
+    assert Copies.made == 0 and torch.equal(first, again)
+    in_float32 = [float(torch.tensor(v, dtype=torch.float32)) for v in (0.3, 0.6)]
+    assert sorted(float(c) for c in mixer._fixed.values()) == in_float32
+
+
 def test_convex_and_per_head_learned_values_move() -> None:
     mixer = _mixer("convex", per_head=True)
     with torch.no_grad():
