@@ -136,9 +136,9 @@ class ChannelMlp(nn.Module):
 
 
 #: on the CPU, a channel MLP whose hidden activations would take more than this computes them
-#: in parts in eval mode without autograd (never on CUDA, where each part is a launch of each
-#: kernel) (and outside a trace, whose graph would hold one product
-#: per part of this batch size): a hidden tensor this large is out of the caches between
+#: in parts in eval mode without autograd, outside a trace (whose graph would hold one product
+#: per part of this batch size); never off the CPU, where each part launches every kernel
+#: again. On the CPU a hidden tensor this large is out of the caches between
 #: fc1, the activation and fc2, and over glibc's 32 MiB dynamic mmap threshold a fresh mmap
 #: page-faulted on every forward. Batch 8, one thread: swin_t / as_mlp_t's first-stage MLP
 #: (38 MB) 87 -> 56 ms by 2048-token parts, repmlpnet_t224's (26 MB) 78 -> 41 ms by images;
