@@ -372,9 +372,9 @@ def main() -> None:
     ap.add_argument("--space", required=True)
     ap.add_argument("--cache", required=True, help="search_quality.py's --cache file (JSON lines)")
     ap.add_argument("--table", default=None, help="GFLOPs per configuration: read, or written once")
-    ap.add_argument("--seeds", type=int, default=24)
+    ap.add_argument("--seeds", type=int, default=96)
     ap.add_argument("--budget-trials", type=float, default=14, help="budget: this many mean full trials")
-    ap.add_argument("--trials", type=int, default=60, help="trials cap (cheap_signals.py's --trials)")
+    ap.add_argument("--trials", type=int, default=300, help="trials cap (cheap_signals.py's --trials)")
     ap.add_argument(
         "--variants",
         default="plain,asha:rungs=1-3:eta=3,asha:rungs=1-3:eta=3:learn=map:w=0.5:cost=all,"
