@@ -239,7 +239,8 @@ def summarise(runs: list[dict[str, Any]]) -> None:
     for sampler, values in regrets.items():
         mine = [r for r in runs if r["sampler"] == sampler]
         regret = statistics.median(values)
-        ratio = regret / statistics.median(regrets[baseline])
+        base = statistics.median(regrets[baseline])
+        ratio = regret / base if base else float("nan")  # the baseline found the whole union front
         print(
             f"{sampler:<12} {len(mine):>4} {union - regret:>10.5g} {regret:>8.3g} "
             f"{100 * regret / union:>7.2f}% "

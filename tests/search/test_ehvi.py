@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
 
 from affinity.cli import cli
 from affinity.data.base import load_dataset
-from affinity.search.ehvi import EhviSampler, hypervolume_improvements
+from affinity.search.ehvi import STOPPED_WEIGHT, EhviSampler, _stopped_finals, hypervolume_improvements
 from affinity.search.hypervolume import hypervolume
 from affinity.search.objective import model_accepts
 from affinity.search.space import load_space
@@ -164,3 +166,47 @@ def test_search_with_ehvi_trains_every_configuration_once() -> None:
     board = pd.read_csv(Path("results") / "e" / "leaderboard.csv")
     assert n is not None and len(board) == n  # no duplicate proposal: n trials for n configurations
     assert board["config_hash"].nunique() == n and set(board["status"]) == {"ok"}
+
+
+def test_a_stopped_trial_is_its_final_accuracy_predicted_by_the_line_through_full_ones() -> None:
+    final = np.array([0.9, 0.7, 0.5])
+    curves = [[0.5, 0.8, 0.9], [0.3, 0.6, 0.7], [0.1, 0.4, 0.5]]  # final = epoch 1 + 0.4, epoch 2 + 0.1
+    stopped = [({}, 1, 0.45, 1.0), ({}, 2, 0.2, 1.0)]
+    ys, ws = _stopped_finals(final, curves, stopped)
+    assert ys == pytest.approx([0.85, 0.3])
+    assert ws.tolist() == [STOPPED_WEIGHT, STOPPED_WEIGHT]
+    ys, ws = _stopped_finals(final[:2], curves[:2], stopped)  # two full trials: no line, ignored
+    assert ws.tolist() == [0.0, 0.0]
+
+
+_GRID_DIST = {
+    "a": CategoricalDistribution(list(range(4))),
+    "b": CategoricalDistribution(list(range(4))),
+    "c": CategoricalDistribution(["x", "y"]),
+}
+
+
+def _proposal_after(seed: int, rung_acc: float) -> dict[str, Any]:
+    """The next proposal after 8 full trials with b < 3 (epoch 1 at final - 0.3) and one
+    trial of b = 3 stopped at epoch 1 at ``rung_acc``."""
+    study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=seed))
+    for p in [q for q in GRID if q["b"] < 3][::3][:8]:
+        attrs = {"config_hash": _hash(p), "gflops": _cost(p), "epoch_acc": [_acc(p) - 0.3, _acc(p)]}
+        study.add_trial(
+            create_trial(params=p, distributions=_GRID_DIST, values=[_acc(p), _cost(p)], user_attrs=attrs)
+        )
+    p = {"a": 0, "b": 3, "c": "x"}
+    attrs = {"config_hash": _hash(p), "gflops": _cost(p), "status": "stopped", "rung": 1, "val_acc": rung_acc}
+    study.add_trial(
+        create_trial(params=p, distributions=_GRID_DIST, state=TrialState.PRUNED, user_attrs=attrs)
+    )
+    trial = study.ask()
+    return {k: trial.suggest_categorical(k, d.choices) for k, d in _GRID_DIST.items()}
+
+
+def test_a_stopped_trials_rung_accuracy_moves_the_proposal() -> None:
+    # b = 3 is seen only in the stopped trial: at epoch 1 it reached 0.9, a final accuracy of
+    # 1.2 on the full trials' line, so b = 3 is the best value; at 0.2 (0.5) the worst
+    for seed in range(5):
+        assert _proposal_after(seed, 0.9)["b"] == 3
+        assert _proposal_after(seed, 0.2)["b"] != 3
