@@ -11,7 +11,12 @@
 # 135 s. All four need more than one device call's 10 minutes: STEPS="1 4", then STEPS="2 3".
 # Usage: [STEPS="1 2 3 4"] bash benchmarks/gpu_check.sh OUTDIR [WHEELS]
 #   WHEELS: a folder of wheels for what the machine's Python lacks (optuna, fvcore and theirs),
-#   installed with the project into /tmp/site (no index is reached).
+#   installed with the project into /tmp/site (no index is reached). Made here, for the H200's
+#   Python 3.12 (2026-11-28; fvcore and iopath are source-only on PyPI, so built as wheels):
+#     P="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
+#     pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $P -d .whl \
+#         optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 Mako==1.4.3 SQLAlchemy==2.1.9 yacs==0.1.8 termcolor==3.3.0
+#     pip wheel --no-deps -w .whl fvcore==0.1.5.post20221221 iopath==0.1.10
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR [WHEELS]}
 wheels=${2:-}
