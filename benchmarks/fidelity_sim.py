@@ -120,6 +120,7 @@ def _count(space: Any) -> list[list[Any]]:
     import torch
 
     from affinity.data.base import load_dataset
+    from affinity.errors import AffinityError
     from affinity.flops import count_flops
     from affinity.search._dry import census
     from affinity.search.objective import seeded_model, trial_seed
@@ -132,7 +133,7 @@ def _count(space: Any) -> list[list[Any]]:
             model = seeded_model(cfg, data, trial_seed(0, digest))
             image = torch.zeros(1, data.in_chans, data.img_size, data.img_size)
             rows.append([digest, p, count_flops(model, image).total / 1e9])
-        except Exception:  # refused by a forward pass: never trained, not in the cache
+        except AffinityError:  # refused by a forward pass: never trained, not in the cache
             continue
     return rows
 
@@ -276,14 +277,11 @@ class Replay:
         return mine / left >= self.v.z * new
 
     def line(self, full: list[int], rung: int) -> tuple[float, float, float] | None:
-        """(intercept, slope, residual variance) of final on rung accuracy, full-budget trials."""
-        if len(full) < 3:
-            return None
-        a = self.t.acc[full, rung - 1]
-        y = self.t.final[full]
-        slope, icpt = np.polyfit(a, y, 1)
-        res = y - (icpt + slope * a)
-        return float(icpt), float(slope), float(res @ res) / max(len(full) - 2, 1)
+        """(intercept, slope, residual variance) of final on rung accuracy, full-budget trials
+        (the sampler's own ``rung_line``)."""
+        from affinity.search.ehvi import rung_line
+
+        return rung_line(self.t.acc[full, rung - 1], self.t.final[full])
 
     # the sampler
     def propose(self, number: int) -> int | None:
@@ -301,8 +299,9 @@ class Replay:
         full = [u.index for u in self.trials if u.rung is None]
         if len(full) < self.n_startup:
             return int(rng.choice(pool))
-        pool, gains, _, _ = self.scores(number, taken, pool) or ([], np.zeros(0), None, 0.0)
-        return pool[int(np.argmax(gains))]
+        scored = self.scores(number, taken, pool)
+        assert scored is not None  # the pool is not empty
+        return scored[0][int(np.argmax(scored[1]))]
 
     def scores(
         self, number: int, taken: set[int], pool: list[int] | None = None

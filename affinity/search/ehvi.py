@@ -267,27 +267,37 @@ def _sampler_class() -> type:
     return _Ehvi
 
 
+def rung_line(at_rung: np.ndarray, final: np.ndarray) -> tuple[float, float, float] | None:
+    """(intercept, slope, residual variance) of the least-squares line of full-budget trials'
+    ``final`` accuracies on their accuracies ``at_rung``; None while fewer than ``MIN_LINE``
+    trials, or no two distinct rung accuracies, fit it."""
+    import numpy as np
+
+    if len(at_rung) < MIN_LINE or np.ptp(at_rung) == 0:
+        return None
+    slope, intercept = np.polyfit(at_rung, final, 1)
+    res = final - (intercept + slope * at_rung)
+    return float(intercept), float(slope), float(res @ res) / max(len(final) - 2, 1)
+
+
 def _stopped_finals(
     final: np.ndarray, curves: Sequence[Sequence[float]], stopped: Sequence[Stopped]
 ) -> tuple[np.ndarray, np.ndarray]:
     """What each stopped trial tells the accuracy model: its final accuracy predicted from
-    its rung accuracy by the least-squares line of ``final`` on the full-budget trials'
-    accuracies at that epoch (``curves``), and the weight of that observation:
-    ``STOPPED_WEIGHT``, or 0 (ignored) while fewer than ``MIN_LINE`` full-budget trials with
-    distinct accuracies there fit the line."""
+    its rung accuracy by the ``rung_line`` of the full-budget trials (``final``, and their
+    accuracies after each epoch, ``curves``) at that epoch, and the weight of that
+    observation: ``STOPPED_WEIGHT``, or 0 (ignored) where there is no line yet."""
     import numpy as np
 
+    lines: dict[int, tuple[float, float, float] | None] = {}
     finals, weights = [], []
     for _, rung, acc, _ in stopped:
-        pairs = [(c[rung - 1], f) for c, f in zip(curves, final) if len(c) >= rung]
-        at = np.array([a for a, _ in pairs])
-        if len(pairs) < MIN_LINE or np.ptp(at) == 0:
-            finals.append(0.0)
-            weights.append(0.0)
-            continue
-        slope, intercept = np.polyfit(at, np.array([f for _, f in pairs]), 1)
-        finals.append(float(intercept + slope * acc))
-        weights.append(STOPPED_WEIGHT)
+        if rung not in lines:
+            pairs = [(c[rung - 1], f) for c, f in zip(curves, final) if len(c) >= rung]
+            lines[rung] = rung_line(np.array([a for a, _ in pairs]), np.array([f for _, f in pairs]))
+        line = lines[rung]
+        finals.append(0.0 if line is None else line[0] + line[1] * acc)
+        weights.append(0.0 if line is None else STOPPED_WEIGHT)
     return np.array(finals), np.array(weights)
 
 
