@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import _variant, append_log, common_options, read_log, summarise  # declared once there
+from search_quality import append_log, common_options, read_log, run_sampler, summarise  # declared once there
 
 MODES = ("plain", "prescreen", "asha", "both")
 
@@ -52,20 +52,14 @@ def run_one(space: str, mode: str, seed: int, options: list[str], budget: float,
     from click.testing import CliRunner
 
     from affinity.cli import cli
-    from affinity.search import study as study_mod
 
     name = f"{mode}-s{seed}"
-    study_seed = seed if train_seed is None else train_seed
-    args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
-    args += ["--seed", str(study_seed), "--threads", str(threads), "--timeout", str(budget), *options]
-    base = study_mod.make_sampler
-    study_mod.make_sampler = _variant(mode, trials, 0 if train_seed is None else 1_000_003 * (seed + 1))
-    try:
+    with run_sampler(mode, trials, seed, train_seed) as study_seed:
+        args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
+        args += ["--seed", str(study_seed), "--threads", str(threads), "--timeout", str(budget), *options]
         start = time.perf_counter()
         res = CliRunner().invoke(cli, args, catch_exceptions=False)
         wall = time.perf_counter() - start
-    finally:
-        study_mod.make_sampler = base
     if res.exit_code != 0:
         raise SystemExit(f"{name}: exit {res.exit_code}: {res.output}")
     board = pd.read_csv(out / name / "leaderboard.csv")

@@ -34,12 +34,14 @@ some options changed: ``TPE_KEYS``, e.g. ``tpe+gamma=0.25+startup=5``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,23 @@ def _variant(name: str, n_trials: int, offset: int) -> Any:
     return make
 
 
+@contextlib.contextmanager
+def run_sampler(name: str, n_trials: int, seed: int, train_seed: int | None) -> Iterator[int]:
+    """While open, the search's ``make_sampler`` makes ``name``'s sampler (``_variant``) with
+    the run's seed, and yields the study seed: ``train_seed`` None: the study seed is ``seed``
+    (training varies with the run); else it is ``train_seed`` (the same training seeds in every
+    run) and the sampler's seed is moved by ``seed``."""
+    from affinity.search import study as study_mod
+
+    base = study_mod.make_sampler
+    offset = 0 if train_seed is None else 1_000_003 * (seed + 1)
+    study_mod.make_sampler = _variant(name, n_trials, offset)
+    try:
+        yield seed if train_seed is None else train_seed
+    finally:
+        study_mod.make_sampler = base
+
+
 def run_one(
     space: str,
     sampler: str,
@@ -181,24 +200,20 @@ def run_one(
 
     import affinity.train
     from affinity.cli import cli
-    from affinity.search import study as study_mod
 
     name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in sampler) + f"-s{seed}"  # a folder name
-    base = study_mod.make_sampler
     base_train = affinity.train.train
     affinity.train.train = cache.wrap(base_train)  # type: ignore[attr-defined]
     spent = cache.spent
-    study_seed = seed if train_seed is None else train_seed
-    study_mod.make_sampler = _variant(sampler, trials, 0 if train_seed is None else 1_000_003 * (seed + 1))
     try:
-        start = time.perf_counter()
-        args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
-        args += ["--sampler", "tpe" if sampler.startswith("tpe") else sampler, "--seed", str(study_seed)]
-        args += ["--threads", str(threads), "--quiet"]
-        res = CliRunner().invoke(cli, args, catch_exceptions=False)
-        wall = time.perf_counter() - start
+        with run_sampler(sampler, trials, seed, train_seed) as study_seed:
+            start = time.perf_counter()
+            args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
+            args += ["--sampler", "tpe" if sampler.startswith("tpe") else sampler, "--seed", str(study_seed)]
+            args += ["--threads", str(threads), "--quiet"]
+            res = CliRunner().invoke(cli, args, catch_exceptions=False)
+            wall = time.perf_counter() - start
     finally:
-        study_mod.make_sampler = base
         affinity.train.train = base_train  # type: ignore[attr-defined]
     if res.exit_code != 0:
         raise SystemExit(f"{name}: exit {res.exit_code}: {res.output}")
