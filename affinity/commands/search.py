@@ -34,7 +34,13 @@ from affinity.search.settings import FIDELITIES, OBJECTIVES, PRUNERS, SAMPLERS
 @click.option(
     "--n-trials", type=int, default=None, help="Total trials the study should hold (resume runs the rest)."
 )
-@click.option("--n-jobs", type=int, default=None, help="Worker processes.")
+@click.option(
+    "--n-jobs",
+    default=None,
+    callback=lambda ctx, param, value: _int_or_text(value),
+    help="Worker processes, or auto: one per CPU core (up to 4 per GPU on GPUs). Default: the "
+    "space's search.n_jobs (1).",
+)
 @click.option("--repeats", type=int, default=None,
               help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
 @click.option("--sampler", type=click.Choice(SAMPLERS), default=None,
@@ -131,9 +137,11 @@ def command(
     fvcore's: one multiply-add counts as one FLOP.
     """
     if not check:  # --n-jobs N > 1: the worker processes' imports load while this validates
+        from affinity.search.devices import AUTO, usable_cores
         from affinity.search.runner import preload_workers
 
-        preload_workers(overrides.get("n_jobs") or 1)
+        wanted = overrides.get("n_jobs")
+        preload_workers(usable_cores() if wanted == AUTO else wanted if isinstance(wanted, int) else 1)
     from affinity._progress import progress_mode
     from affinity.errors import SpaceError, StudyError, check_name
     from affinity.search.render import console as make_console
@@ -187,9 +195,10 @@ def command(
             for line in _estimate(space, settings, found, target, device, devices, threads or 1, quiet):
                 say(line)
         return
-    from affinity.search.devices import worker_devices
+    from affinity.search.devices import worker_count, worker_devices
 
     devs = worker_devices(device, devices)
+    n_jobs = worker_count(settings.n_jobs, devs)
     # the data is loaded once here so a bad dataset fails before anything is written
     from affinity.data import load_dataset
 
@@ -215,7 +224,6 @@ def command(
     notes += [f"the study was started with {d}: accuracies may not match bit for bit"
               for d in provenance.record(st, ",".join(dict.fromkeys(devs)))]  # fmt: skip
     done, _ = counted(st.get_trials(deepcopy=False))
-    n_jobs = settings.n_jobs
     # one thread per worker: small models gain nothing from more, and on a busy machine
     # threads spin against each other (20 s instead of 1 s a tiny trial); scale with --n-jobs
     threads = threads or 1
@@ -291,12 +299,24 @@ def _estimate(
     """``--check --estimate``'s lines (see ``affinity.search._estimate``); nothing is written."""
     from affinity.data import load_dataset
     from affinity.search._estimate import estimate
-    from affinity.search.devices import worker_devices
+    from affinity.search.devices import worker_count, worker_devices
 
-    dev = worker_devices(device, devices)[0]
+    devs = worker_devices(device, devices)
     data = load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
-    result = estimate(space, settings, found, data, n_trials=n_trials, device=dev, threads=threads)
+    n_jobs = worker_count(settings.n_jobs, devs)
+    result = estimate(
+        space, settings, found, data, n_trials=n_trials, n_jobs=n_jobs, device=devs[0], threads=threads
+    )
     return result.lines()
+
+
+def _int_or_text(value: str | None) -> int | str | None:
+    """A command-line value as an int where it reads as one (``--n-jobs 2``), else as given
+    (``auto``, or a word the setting's rule refuses with what is allowed)."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return value
 
 
 def _save_space(space: Any, folder: Path) -> None:

@@ -140,11 +140,13 @@ def estimate(
     data: DatasetSplits,
     *,
     n_trials: int,
+    n_jobs: int,
     device: str,
     threads: int,
 ) -> Estimate:
     """Cost the candidates (see ``COSTED``), then time one trial of the cheapest and one of the
-    dearest within the space's --max-gflops/--max-params budget."""
+    dearest within the space's --max-gflops/--max-params budget; ``n_jobs`` workers (a
+    number: ``auto`` resolved by ``affinity.search.devices.worker_count``)."""
     import torch
 
     from affinity.flops import count_flops, count_params
@@ -176,10 +178,10 @@ def estimate(
         dear = _timed_trial(space, settings, data, cost[-1][1], device=device, threads=threads)
     finally:
         torch.set_num_threads(before)
-    workers = settings.n_jobs if device != "cpu" else max(1, min(settings.n_jobs, os.cpu_count() or 1))
+    workers = n_jobs if device != "cpu" else max(1, min(n_jobs, os.cpu_count() or 1))
     return Estimate(
         n_trials,
-        settings.n_jobs,
+        n_jobs,
         workers,
         cheap,
         dear,

@@ -4,6 +4,11 @@
 (round-robin when there are more workers than devices). Without it, ``--device auto`` on a
 machine with N GPUs spreads the workers over all N (so ``--n-jobs N`` uses every GPU), and
 CPU-only machines are unaffected. Names are checked by ``affinity.device``.
+
+``--n-jobs auto`` (Optuna's ``n_jobs=-1``) starts one worker per CPU core this process may
+use when the workers train on the CPU, and on GPUs as many, at most ``PER_GPU`` per GPU:
+the search's small models leave a GPU idle between kernel launches (on one H200, 4 workers
+ran 71 shifts.yaml trials in 60 s, one worker 20).
 """
 
 from __future__ import annotations
@@ -11,7 +16,34 @@ from __future__ import annotations
 from affinity.device import ALLOWED, is_device_name
 from affinity.errors import ConfigError
 
-__all__ = ["worker_devices"]
+__all__ = ["AUTO", "PER_GPU", "usable_cores", "worker_count", "worker_devices"]
+
+#: the ``--n-jobs`` / ``search.n_jobs`` value that sizes the workers to the machine
+AUTO = "auto"
+#: ``auto``'s most workers per GPU
+PER_GPU = 4
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, as ``taskset`` and
+    container CPU sets limit it; the machine's count where the platform has no mask)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def worker_count(n_jobs: int | str, devices: tuple[str, ...], *, cores: int | None = None) -> int:
+    """The worker processes ``n_jobs`` asks for: itself, or for ``auto`` one per usable CPU
+    core (``cores``; None: ``usable_cores()``), at most ``PER_GPU`` per distinct GPU in
+    ``devices`` when the workers train on GPUs."""
+    if n_jobs != AUTO:
+        return int(n_jobs)
+    cores = usable_cores() if cores is None else cores
+    gpus = {d for d in devices if d.startswith("cuda")}
+    return max(1, min(cores, PER_GPU * len(gpus)) if gpus else cores)
 
 
 def worker_devices(device: str, devices: str | None, *, gpus: int | None = None) -> tuple[str, ...]:

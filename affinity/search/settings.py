@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from affinity.errors import SpaceError
+from affinity.errors import SpaceError, is_int
 from affinity.search._messages import mapping, show, unknown_key
+from affinity.search.devices import AUTO
 from affinity.train.config import BUDGET_KEYS, Rule, TrainConfig, integer, number, rule
 
 __all__ = [
@@ -83,7 +84,8 @@ class Settings:
     sampler: str = "tpe"
     objective: str = "pareto"
     pruner: str = "median"
-    n_jobs: int = 1
+    #: worker processes, or ``auto`` (``affinity.search.devices.worker_count``)
+    n_jobs: int | str = 1
     repeats: int = 1
     max_gflops: float | None = None
     max_params: float | None = None
@@ -155,7 +157,7 @@ _SEARCH_RULES: dict[str, Rule] = {
     "sampler": _one_of(SAMPLERS),
     "objective": _one_of(OBJECTIVES),
     "pruner": _one_of(PRUNERS),
-    "n_jobs": integer(1),
+    "n_jobs": Rule(lambda v: v == AUTO or is_int(v, 1), f"an integer >= 1 or {AUTO} (one per CPU core)"),
     "repeats": integer(1, 100),
     "max_gflops": number(0, open_low=True, optional=True),
     "max_params": number(0, open_low=True, optional=True),

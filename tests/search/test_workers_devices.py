@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from affinity.errors import ConfigError
-from affinity.search.devices import worker_devices
+from affinity.errors import AffinityError, ConfigError
+from affinity.search.devices import usable_cores, worker_count, worker_devices
 from affinity.search.runner import RunSpec
 from affinity.search.space import load_space
 
@@ -61,3 +61,64 @@ def test_devices_option_on_a_cpu_machine_exits_2(capsys: pytest.CaptureFixture[s
         "affinity: error: --devices: 'cuda:0' is not allowed: no CUDA device is available here"
     )
     assert not Path("results").exists()
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "devices", "cores", "expected"),
+    [
+        (3, ("cpu",), 2, 3),  # a number is kept, cores or not
+        ("auto", ("cpu",), 2, 2),  # one per core
+        ("auto", ("cpu",), 1, 1),
+        ("auto", ("cuda:0",), 16, 4),  # at most 4 per GPU
+        ("auto", ("cuda:0", "cuda:1"), 16, 8),
+        ("auto", ("cuda:0", "cuda:1", "cuda:0"), 16, 8),  # a GPU listed twice is one GPU
+        ("auto", ("cuda:0", "cuda:1"), 3, 3),  # and never more than the cores
+    ],
+)
+def test_n_jobs_auto_is_one_worker_per_core(
+    n_jobs: int | str, devices: tuple[str, ...], cores: int, expected: int
+) -> None:
+    assert worker_count(n_jobs, devices, cores=cores) == expected
+
+
+def test_usable_cores_are_the_affinity_mask() -> None:
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert usable_cores() == expected
+
+
+@pytest.mark.parametrize(("cores", "spawned"), [(1, False), (2, True)])
+def test_search_with_n_jobs_auto_starts_a_worker_per_core(
+    cores: int, spawned: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One core: the trials run in the command's own process; two: in worker processes."""
+    import os
+
+    import optuna
+
+    from affinity.cli import main
+    from affinity.search import devices
+
+    monkeypatch.setattr(devices, "usable_cores", lambda: cores)
+    args = ["search", "--space", "tiny.yaml", "--n-jobs", "auto", "--n-trials", "2"]
+    main([*args, "--out", str(tmp_path), "--sampler", "random", "--quiet"])
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "tiny" / "journal.log"))
+    )
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert len(trials) >= 2
+    assert (os.getpid() not in pids) is spawned
+
+
+def test_n_jobs_takes_auto_in_the_space_file(tmp_path: Path) -> None:
+    space = tmp_path / "s.yaml"
+    doc = Path(load_space("tiny.yaml").source).read_text()
+    doc = doc.replace("search: {", "search: {n_jobs: auto, ", 1)
+    space.write_text(doc)
+    assert load_space(str(space)).settings.n_jobs == "auto"
+    space.write_text(doc.replace("n_jobs: auto", "n_jobs: all"))
+    allowed = r"search.n_jobs: \"all\" is not allowed; allowed: an integer >= 1 or auto"
+    with pytest.raises(AffinityError, match=allowed):
+        load_space(str(space))
