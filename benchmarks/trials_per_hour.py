@@ -23,6 +23,13 @@ too.
     python benchmarks/trials_per_hour.py                      # 2 rounds of 12 trials
     python benchmarks/trials_per_hour.py --rounds 3 --n-trials 30
     python benchmarks/trials_per_hour.py --no-profile         # rates only
+    python benchmarks/trials_per_hour.py --n-jobs auto        # the current tree with a worker per core
+
+With ``--n-jobs J`` (a number or ``auto``) the current tree runs J worker processes and the
+baseline keeps its default, one: what a user of each gets on this machine. Both sides then
+train the same ``--n-trials`` configurations, drawn once in a seeded order and enqueued in
+the space's copy (``workers.py``'s workload), since a sampler proposes other configurations
+to concurrent workers.
 """
 
 from __future__ import annotations
@@ -82,15 +89,15 @@ def _worktree(commit: str) -> Path:
 
 
 def _search(
-    tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None
+    tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None, n_jobs: str = "1"
 ) -> tuple[float, float, int]:
-    """Run one search of ``tree`` into ``out``; its wall seconds, CPU seconds and minor page
-    faults."""
+    """Run one search of ``tree`` into ``out`` with ``n_jobs`` workers; its wall seconds, CPU
+    seconds (all its processes) and minor page faults."""
     cmd = [sys.executable, "-c", CLI]
     if profile is not None:
         cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "affinity.cli"]
     cmd += ["search", "--space", str(args.space), "--quiet", "--out", str(out), "--study", "bench",
-            "--n-trials", str(args.n_trials), "--n-jobs", "1", "--threads", "1",
+            "--n-trials", str(args.n_trials), "--n-jobs", n_jobs, "--threads", "1",
             "--seed", str(args.seed), "--sampler", "tpe"]  # fmt: skip
     # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same
     # configurations; the space file says tpe too (``_tpe_space``)
@@ -155,6 +162,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=2, help="A, B pairs (at least 2)")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile'd runs")
+    parser.add_argument("--n-jobs", default="1", help="the current tree's workers, a number or auto "
+                        "(default 1; the baseline runs one); not 1: both sides train enqueued "
+                        "configurations")  # fmt: skip
     args = parser.parse_args()
     args.space = args.space.resolve()
     if args.rounds < 2:
@@ -164,9 +174,15 @@ def main() -> None:
     for label, tree in sides.items():
         print(f"{label}: {tree} imports {_check_import(tree)}")
     work = Path(tempfile.mkdtemp(prefix="affinity-tph-"))
+    if args.n_jobs != "1":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from workers import _workload
+
+        args.space = _workload(str(args.space), args.n_trials, args.seed, work)
     args.space = _tpe_space(args.space, work)
-    print(f"space {args.space}, {args.n_trials} trials, seed {args.seed}, 1 worker, 1 thread; "
-          f"outputs in {work}")  # fmt: skip
+    jobs = {"A": "1", "B": args.n_jobs}
+    print(f"space {args.space}, {args.n_trials} trials, seed {args.seed}, workers A 1, B {args.n_jobs}, "
+          f"1 thread each; outputs in {work}")  # fmt: skip
     wall = {"A": 0.0, "B": 0.0}
     inside = {"A": 0.0, "B": 0.0}
     cpu = {"A": 0.0, "B": 0.0}
@@ -175,7 +191,7 @@ def main() -> None:
         for label, tree in sides.items():
             load = os.getloadavg()
             out = work / f"{label}{r}"
-            seconds, cpu_s, faults = _search(tree, out, args)
+            seconds, cpu_s, faults = _search(tree, out, args, n_jobs=jobs[label])
             board = _board(out)
             boards[label].append(board)
             trial_s = float(board["duration_s"].sum())
