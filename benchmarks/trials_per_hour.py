@@ -8,8 +8,8 @@ thread, as a subprocess timed from start to exit, with the load average beside e
 on a shared machine the ratio of runs side by side is the figure to read.
 
 Printed: trials/hour of each run and of each side (trials / wall time, startup included;
-and trials / the trials' own durations, ``duration_s`` of the leaderboard, startup
-excluded), trials per CPU hour (trials / the search process's user + system CPU seconds,
+and per worker, trials / the trials' own durations, ``duration_s`` of the leaderboard,
+startup excluded), trials per CPU hour (trials / the search process's user + system CPU seconds,
 startup included: the figure other processes on a shared machine disturb least, since a
 run's wall time also counts the time it waited for a core), minor page faults per trial,
 the ratios B / A, whether both
@@ -199,7 +199,8 @@ def main() -> None:
             inside[label] += trial_s
             cpu[label] += cpu_s
             print(f"round {r + 1} {label}: {seconds:7.1f} s wall, {3600 * args.n_trials / seconds:6.0f} "
-                  f"trials/h ({3600 * args.n_trials / trial_s:6.0f} without startup); {cpu_s:6.1f} CPU s, "
+                  f"trials/h ({3600 * args.n_trials / trial_s:6.0f} per worker without startup); "
+                  f"{cpu_s:6.1f} CPU s, "
                   f"{3600 * args.n_trials / cpu_s:6.0f} trials/CPU h, "
                   f"{faults / args.n_trials:6.0f} page faults/trial; "
                   f"load before {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)  # fmt: skip
@@ -208,9 +209,10 @@ def main() -> None:
     rate_in = {k: 3600 * n / inside[k] for k in inside}
     rate_cpu = {k: 3600 * n / cpu[k] for k in cpu}
     for k, name in (("A", args.baseline), ("B", "this tree")):
-        print(f"{k} ({name}): {rate[k]:.0f} trials/h ({rate_in[k]:.0f} without startup), "
+        print(f"{k} ({name}): {rate[k]:.0f} trials/h ({rate_in[k]:.0f} per worker without startup), "
               f"{rate_cpu[k]:.0f} trials/CPU h")  # fmt: skip
-    print(f"ratio B/A: {rate['B'] / rate['A']:.2f} ({rate_in['B'] / rate_in['A']:.2f} without startup), "
+    print(f"ratio B/A: {rate['B'] / rate['A']:.2f} "
+          f"({rate_in['B'] / rate_in['A']:.2f} per worker without startup), "
           f"per CPU hour {rate_cpu['B'] / rate_cpu['A']:.2f}; "
           f"load now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
     _compare_accuracy(boards)
