@@ -85,7 +85,7 @@ def test_cli_csv_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     [
         (["no_such_model"], "no_such_model"),
         ([MODEL, "--batch-size", "0"], "batch_size"),
-        (["as_mlp_t", "--compare-timm"], "timm"),
+        (["as_mlp_t", "gmlp_ti", "--compare-timm"], "--compare-timm: timm has none of as_mlp_t, gmlp_ti"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(
@@ -116,3 +116,16 @@ def test_compare_timm_reports_the_ratio() -> None:
     assert result.timm_model == "resmlp_12_224"
     assert result.timm_ms_per_step is not None and result.timm_ratio is not None
     assert result.timm_ratio == pytest.approx(result.ms_per_step / result.timm_ms_per_step, rel=1e-9)
+
+
+@pytest.mark.skipif(import_timm() is None, reason="timm is not installed (pip install 'affinity[timm]')")
+def test_compare_timm_times_timm_beside_the_models_it_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zoo-wide run: gmlp_ti has no timm counterpart here, so its row has no timm figures."""
+    argv = ["benchmark", "gmlp_ti", MODEL, "--compare-timm", "--img-size", str(SIZE), "--batch-size", "1"]
+    main([*argv, "--repeats", "1", "--threads", "1", "--format", "json", "--out", str(tmp_path), "-q"])
+    mine, theirs = json.loads(capsys.readouterr().out)
+    assert (mine["model"], mine["timm_model"], mine["timm_ratio"]) == ("gmlp_ti", None, None)
+    assert theirs["timm_model"] == "resmlp_12_224"
+    assert theirs["timm_ratio"] == pytest.approx(theirs["ms_per_step"] / theirs["timm_ms_per_step"], rel=1e-9)
