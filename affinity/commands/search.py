@@ -208,7 +208,7 @@ def command(
     from affinity.commands._outputs import printed_if_unwritten
     from affinity.search.leaderboard import build_leaderboard, front_numbers
     from affinity.search.render import FRONT, leaderboard_table
-    from affinity.search.runner import RunSpec, run_search
+    from affinity.search.runner import RunSpec, proposal_lag, run_search
     from affinity.search.storages import DEFAULT_HEARTBEAT, default_storage_path, open_storage
     from affinity.search.study import MAX_CONSECUTIVE_DUPLICATES, counted, create_or_resume
 
@@ -230,7 +230,8 @@ def command(
     import time
 
     deadline = None if settings.timeout is None else time.time() + settings.timeout
-    spec = RunSpec(space, settings, name, folder, storage, target, devs, threads, beat, deadline)
+    lag = proposal_lag(settings, n_jobs)
+    spec = RunSpec(space, settings, name, folder, storage, target, devs, threads, beat, deadline, lag)
     if not quiet:
         for note in notes:
             console.print(f"note: {note}", style="dim")

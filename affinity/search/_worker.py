@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
     from affinity.search.space import Settings, Space
 
-__all__ = ["PHASES", "PhaseHook", "RunSpec", "open_study", "quiet_optuna", "worker_loop"]
+__all__ = [
+    "PHASES",
+    "PhaseHook",
+    "RunSpec",
+    "open_study",
+    "proposal_lag",
+    "quiet_optuna",
+    "settled",
+    "worker_loop",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class RunSpec:
         threads: torch threads per worker.
         heartbeat: seconds between a running trial's heartbeats on an RDB storage.
         deadline: ``time.time()`` after which no trial starts (``--timeout``); None: none.
+        lag: above 1, trial k starts only once every trial numbered ``k - lag`` or below has
+            finished, and ehvi proposes it from those alone (``affinity.search.ehvi``: the
+            same proposals whichever trials finish first); see ``proposal_lag``.
     """
 
     space: Space
@@ -59,6 +71,7 @@ class RunSpec:
     threads: int
     heartbeat: int | None = None
     deadline: float | None = None
+    lag: int = 1
 
     def device(self, worker: int) -> str:
         return self.devices[worker % len(self.devices)]
@@ -120,8 +133,32 @@ def _ask(study: optuna.Study, spec: RunSpec, worker: int) -> optuna.Trial | str:
         if done + running >= spec.target:
             here = any(t.user_attrs.get("host") == HOST for t in trials if t.state == TrialState.RUNNING)
             return WAIT if here or heartbeat_enabled(study) else DONE
+        if not settled(trials, spec.lag):
+            return WAIT
         trial = _asked(study, worker)
     return trial
+
+
+def proposal_lag(settings: Settings, n_jobs: int) -> int:
+    """``RunSpec.lag`` for a search of ``n_jobs`` workers on one machine: ``2 * n_jobs`` where
+    the proposals can be made independent of the order trials finish in (the ehvi sampler, no
+    early stopping or pre-screening, which judge a trial by whatever else has finished), else
+    1. Twice the workers: with ``n_jobs`` 2 a worker then rarely waits (``ehvi``'s docstring)."""
+    deterministic = settings.sampler == "ehvi" and settings.fidelity == "none" and settings.prescreen == 1
+    return 2 * n_jobs if n_jobs > 1 and deterministic else 1
+
+
+def settled(trials: list[Any], lag: int) -> bool:
+    """Whether the next trial may start: every trial numbered ``lag`` or more below it has
+    finished. The next trial is the oldest waiting one (enqueued or queued again), else a
+    new one numbered after all."""
+    from optuna.trial import TrialState
+
+    if lag <= 1:
+        return True
+    waiting = [t.number for t in trials if t.state == TrialState.WAITING]
+    upto = (min(waiting) if waiting else len(trials)) - lag
+    return all(t.state.is_finished() for t in trials if t.number <= upto)
 
 
 def _asked(study: optuna.Study, worker: int) -> optuna.Trial:
@@ -341,12 +378,14 @@ def _loop(
     data = load_dataset(s.dataset, img_size=s.img_size, seed=s.seed)
     base = open_study(spec)
     existing = len(base.get_trials(deepcopy=False))
-    # a resumed or parallel run must not replay the same proposals: mix in the trial count
+    # a resumed or parallel run must not replay the same proposals: mix in the trial count;
+    # with a lag the proposals must not depend on the worker (ehvi draws per trial number)
     sampler = make_sampler(
         s,
         spec.space,
-        seed=s.seed * 1_000_003 + existing * 7919 + worker,
+        seed=s.seed * 1_000_003 + (0 if spec.lag > 1 else existing * 7919 + worker),
         accepts=lambda params: model_accepts(spec.space, data, params),
+        lag=spec.lag,
     )
     study = same_storage(base, sampler=sampler, pruner=make_pruner(s))
 

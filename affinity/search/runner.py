@@ -19,12 +19,20 @@ from typing import TYPE_CHECKING, Any
 from affinity._progress import Mode
 from affinity.errors import AffinityError
 from affinity.search._display import Display, Summary, summarise
-from affinity.search._worker import PHASES, PhaseHook, RunSpec, open_study, quiet_optuna, worker_loop
+from affinity.search._worker import (
+    PHASES,
+    PhaseHook,
+    RunSpec,
+    open_study,
+    proposal_lag,
+    quiet_optuna,
+    worker_loop,
+)
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["PHASES", "RunSpec", "Summary", "quiet_optuna", "run_search"]
+__all__ = ["PHASES", "RunSpec", "Summary", "proposal_lag", "quiet_optuna", "run_search"]
 
 
 #: what a worker process imports before and during its first trial: loaded once, in the

@@ -197,9 +197,14 @@ def grid_size(space: Space) -> int:
 
 
 def make_sampler(
-    settings: Settings, space: Space, *, seed: int, accepts: Callable[[dict[str, Any]], bool] | None = None
+    settings: Settings,
+    space: Space,
+    *,
+    seed: int,
+    accepts: Callable[[dict[str, Any]], bool] | None = None,
+    lag: int = 1,
 ) -> Any:
-    """The sampler named by ``settings.sampler``, seeded with ``seed``.
+    """The sampler named by ``settings.sampler``, seeded with ``seed`` (``lag``: ehvi's).
 
     TPE is multivariate with ``group=True`` (the space is conditional: a shift's parameters
     exist only in trials that chose a shift) and a constant liar (several workers). ``ehvi``
@@ -235,7 +240,7 @@ def make_sampler(
         listed = listed_configurations(space, settings.img_size)
         if listed is None:
             raise SpaceError(unlisted(space))
-        return EhviSampler(listed, seed=seed, accepts=accepts)
+        return EhviSampler(listed, seed=seed, accepts=accepts, lag=lag)
     raise SpaceError(f"--sampler: {name!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
 
 

@@ -210,3 +210,60 @@ def test_a_stopped_trials_rung_accuracy_moves_the_proposal() -> None:
     for seed in range(5):
         assert _proposal_after(seed, 0.9)["b"] == 3
         assert _proposal_after(seed, 0.2)["b"] != 3
+
+
+def _concurrent(lag: int, order_seed: int, *, n_trials: int = 16, workers: int = 2) -> list[str]:
+    """A study of ``workers`` concurrent workers in one thread: each step either starts a
+    trial (when a worker is free and ``settled`` lets it) or finishes one of the running
+    trials, chosen by ``order_seed``: the order in which trials finish is what changes
+    between runs of a parallel search. Returns the configurations by trial number."""
+    from affinity.search._worker import settled
+
+    study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=0, lag=lag))
+    rng = random.Random(order_seed)
+    running: list[tuple[optuna.Trial, dict[str, Any]]] = []
+    while len(study.trials) < n_trials or running:
+        free = len(study.trials) < n_trials and len(running) < workers
+        if free and settled(study.get_trials(deepcopy=False), lag) and (not running or rng.random() < 0.5):
+            trial = study.ask()
+            p = {k: trial.suggest_categorical(k, sorted({q[k] for q in GRID})) for k in ("a", "b", "c")}
+            running.append((trial, p))
+        else:  # a trial records its configuration as it ends: the running ones are known by CHOSEN
+            trial, p = running.pop(rng.randrange(len(running)))
+            trial.set_user_attr("config_hash", _hash(p))
+            trial.set_user_attr("gflops", _cost(p))
+            study.tell(trial, (_acc(p), _cost(p)))
+    return [t.user_attrs["config_hash"] for t in study.trials]
+
+
+def test_with_a_lag_proposals_do_not_depend_on_which_trials_finish_first() -> None:
+    runs = [_concurrent(4, order) for order in range(6)]
+    assert all(run == runs[0] for run in runs)
+    assert len(set(runs[0])) == 16
+    # without the lag they do (so the test can fail): the same six orders, other proposals
+    free = [_concurrent(1, order) for order in range(6)]
+    assert len({tuple(run) for run in free}) > 1
+
+
+def test_settled_waits_for_the_trials_a_lag_below_the_next() -> None:
+    from affinity.search._worker import settled
+
+    def trials(states: str) -> list[Any]:
+        kinds = {"c": TrialState.COMPLETE, "r": TrialState.RUNNING, "w": TrialState.WAITING}
+        kinds["f"] = TrialState.FAIL
+        return [create_trial(state=kinds[s], values=[0.5, 1.0] if s == "c" else None) for s in states]
+
+    def numbered(states: str) -> list[Any]:
+        out = trials(states)
+        for number, t in enumerate(out):
+            t.number = number
+        return out
+
+    assert not settled(numbered("ccrr"), 2)  # the next is 4: trials up to 4 - 2 must have finished
+    assert settled(numbered("ccrr"), 3)
+    assert not settled(numbered("crrr"), 3)
+    assert settled(numbered("crrr"), 4)
+    assert settled(numbered("rrrr"), 1)  # lag 1: a search of one worker never waits
+    assert settled(numbered("ccfrr"), 3)  # a failed trial has finished
+    assert not settled(numbered("rcwcc"), 2)  # the next is the waiting trial 2: trial 0 runs
+    assert settled(numbered("crwrr"), 2)
