@@ -26,7 +26,10 @@ s`` is the training time the run would have spent without the cache.
 Samplers: ``tpe`` (multivariate, group, constant liar), ``nsga2``, ``random``, ``ehvi``,
 ``qmc``, and ``tpe-indep`` (independent TPE, no constant liar), ``tpe-startup`` (the default
 with n_startup_trials = n_trials // 2), and any ``tpe+KEY=VALUE+...`` (the default TPE with
-some options changed: ``TPE_KEYS``, e.g. ``tpe+gamma=0.25+startup=5``).
+some options changed: ``TPE_KEYS``, e.g. ``tpe+gamma=0.25+startup=5``), and ``ehvi+lag=L``: ehvi
+learning only from trials numbered L or more below the one it proposes, what each of
+``--n-jobs J`` workers does with L = 2J (``affinity.search.ehvi``); one worker runs it here,
+so the proposals are those of the J workers, trial for trial.
 
     python benchmarks/search_quality.py --space shifts.yaml --seeds 3 --trials 30 --threads 1
 """
@@ -159,6 +162,8 @@ def _variant(name: str, n_trials: int, offset: int) -> Any:
         seed += offset
         if name.startswith("tpe") and name != "tpe":
             return optuna.samplers.TPESampler(seed=seed, **_tpe_options(name, n_trials))
+        if name.startswith("ehvi+lag="):  # one worker proposing as each of 2 workers does (lag 4)
+            options["lag"] = int(name.removeprefix("ehvi+lag="))
         return base(settings, space, seed=seed, **options)
 
     return make
@@ -209,7 +214,8 @@ def run_one(
         with run_sampler(sampler, trials, seed, train_seed) as study_seed:
             start = time.perf_counter()
             args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
-            args += ["--sampler", "tpe" if sampler.startswith("tpe") else sampler, "--seed", str(study_seed)]
+            flag = "tpe" if sampler.startswith("tpe") else sampler.split("+")[0]
+            args += ["--sampler", flag, "--seed", str(study_seed)]
             args += ["--threads", str(threads), "--quiet"]
             res = CliRunner().invoke(cli, args, catch_exceptions=False)
             wall = time.perf_counter() - start
@@ -319,9 +325,10 @@ def main() -> None:
     for spec in samplers:
         if spec.startswith("tpe"):
             _tpe_options(spec, args.trials)
-        elif spec not in SAMPLERS:
+        elif spec not in SAMPLERS and not (spec.startswith("ehvi+lag=") and spec[9:].isdigit()):
             raise SystemExit(
-                f"--samplers: {spec!r} is not allowed; allowed: {', '.join(SAMPLERS)}, tpe+KEY=VALUE"
+                f"--samplers: {spec!r} is not allowed; allowed: {', '.join(SAMPLERS)}, "
+                "tpe+KEY=VALUE, ehvi+lag=L"
             )
     cache = TrainCache(args.cache)
     train_seed = None if args.vary_training else args.train_seed
