@@ -89,7 +89,12 @@ def _worktree(commit: str) -> Path:
 
 
 def _search(
-    tree: Path, out: Path, args: argparse.Namespace, profile: Path | None = None, n_jobs: str = "1"
+    tree: Path,
+    out: Path,
+    args: argparse.Namespace,
+    profile: Path | None = None,
+    n_jobs: str = "1",
+    sampler: str = "tpe",
 ) -> tuple[float, float, int]:
     """Run one search of ``tree`` into ``out`` with ``n_jobs`` workers; its wall seconds, CPU
     seconds (all its processes) and minor page faults."""
@@ -98,7 +103,7 @@ def _search(
         cmd = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "affinity.cli"]
     cmd += ["search", "--space", str(args.space), "--quiet", "--out", str(out), "--study", "bench",
             "--n-trials", str(args.n_trials), "--n-jobs", n_jobs, "--threads", "1",
-            "--seed", str(args.seed), "--sampler", "tpe"]  # fmt: skip
+            "--seed", str(args.seed), "--sampler", sampler]  # fmt: skip
     # one sampler both sides (shifts.yaml's is ehvi now, the baseline's tpe): the same
     # configurations; the space file says tpe too (``_tpe_space``)
     if args.epochs is not None:
@@ -165,6 +170,9 @@ def main() -> None:
     parser.add_argument("--n-jobs", default="1", help="the current tree's workers, a number or auto "
                         "(default 1; the baseline runs one); not 1: both sides train enqueued "
                         "configurations")  # fmt: skip
+    parser.add_argument("--sampler", default="tpe", help="the current tree's sampler (default tpe, as the "
+                        "baseline's); with --n-jobs not 1 the trials are enqueued, so it only decides "
+                        "whether workers wait for each other (ehvi: affinity.search.ehvi's lag)")  # fmt: skip
     args = parser.parse_args()
     args.space = args.space.resolve()
     if args.rounds < 2:
@@ -182,7 +190,7 @@ def main() -> None:
     args.space = _tpe_space(args.space, work)
     jobs = {"A": "1", "B": args.n_jobs}
     print(f"space {args.space}, {args.n_trials} trials, seed {args.seed}, workers A 1, B {args.n_jobs}, "
-          f"1 thread each; outputs in {work}")  # fmt: skip
+          f"1 thread each, B's sampler {args.sampler}; outputs in {work}")  # fmt: skip
     wall = {"A": 0.0, "B": 0.0}
     inside = {"A": 0.0, "B": 0.0}
     cpu = {"A": 0.0, "B": 0.0}
@@ -191,7 +199,8 @@ def main() -> None:
         for label, tree in sides.items():
             load = os.getloadavg()
             out = work / f"{label}{r}"
-            seconds, cpu_s, faults = _search(tree, out, args, n_jobs=jobs[label])
+            sampler = args.sampler if label == "B" else "tpe"
+            seconds, cpu_s, faults = _search(tree, out, args, n_jobs=jobs[label], sampler=sampler)
             board = _board(out)
             boards[label].append(board)
             trial_s = float(board["duration_s"].sum())
