@@ -57,6 +57,7 @@ def run_one(space: str, mode: str, seed: int, options: list[str], budget: float,
     with run_sampler(mode, trials, seed, train_seed) as study_seed:
         args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
         args += ["--seed", str(study_seed), "--threads", str(threads), "--timeout", str(budget), *options]
+        args += ["--n-jobs", "1"]  # in this process: the training cache is patched in here
         start = time.perf_counter()
         res = CliRunner().invoke(cli, args, catch_exceptions=False)
         wall = time.perf_counter() - start

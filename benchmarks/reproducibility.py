@@ -98,8 +98,9 @@ def part1(out: Path) -> bool:
 
     def search(name: str, configs: list[dict[str, Any]], *args: str) -> None:
         _enqueue(out, name, configs)
+        # one worker unless args say otherwise (the last --n-jobs given wins)
         _affinity("search", "--space", "shifts.yaml", "--study", name, "--out", str(out), "--quiet",
-                  "--n-trials", str(len(configs)), *args)  # fmt: skip
+                  "--n-trials", str(len(configs)), "--n-jobs", "1", *args)  # fmt: skip
 
     search("first", CONFIGS)
     search("reordered", [*OTHERS, *reversed(CONFIGS)])

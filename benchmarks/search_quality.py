@@ -216,7 +216,8 @@ def run_one(
             args = ["search", "--space", space, "--study", name, "--out", str(out), "--n-trials", str(trials)]
             flag = "tpe" if sampler.startswith("tpe") else sampler.split("+")[0]
             args += ["--sampler", flag, "--seed", str(study_seed)]
-            args += ["--threads", str(threads), "--quiet"]
+            # one worker, in this process: the training cache is patched in here
+            args += ["--threads", str(threads), "--n-jobs", "1", "--quiet"]
             res = CliRunner().invoke(cli, args, catch_exceptions=False)
             wall = time.perf_counter() - start
     finally:
