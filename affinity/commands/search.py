@@ -136,12 +136,6 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
-    if not check:  # --n-jobs N > 1: the worker processes' imports load while this validates
-        from affinity.search.devices import AUTO, usable_cores
-        from affinity.search.runner import preload_workers
-
-        wanted = overrides.get("n_jobs")
-        preload_workers(usable_cores() if wanted == AUTO else wanted if isinstance(wanted, int) else 1)
     from affinity._progress import progress_mode
     from affinity.errors import SpaceError, StudyError, check_name
     from affinity.search.render import console as make_console
@@ -156,6 +150,11 @@ def command(
         raise StudyError("--estimate is allowed only with --check (it times trials, runs no search)")
     space = load_space(space_name)
     settings = with_overrides(space.settings, **overrides)
+    if not check:  # several workers: their imports load while the rest is checked
+        from affinity.search.devices import AUTO, usable_cores
+        from affinity.search.runner import preload_workers
+
+        preload_workers(usable_cores() if settings.n_jobs == AUTO else int(settings.n_jobs))
     if settings.img_size != space.settings.img_size:
         check_space(space, settings.img_size)
     target = settings.n_trials
