@@ -267,3 +267,25 @@ def test_settled_waits_for_the_trials_a_lag_below_the_next() -> None:
     assert settled(numbered("ccfrr"), 3)  # a failed trial has finished
     assert not settled(numbered("rcwcc"), 2)  # the next is the waiting trial 2: trial 0 runs
     assert settled(numbered("crwrr"), 2)
+
+
+@pytest.mark.parametrize(
+    ("changes", "n_jobs", "lag"),
+    [
+        ({}, 2, 4),  # ehvi, two workers: reproducible, twice the workers
+        ({}, 3, 6),
+        ({}, 1, 1),  # one worker never waits
+        ({"sampler": "tpe"}, 2, 1),  # other samplers run free
+        ({"fidelity": "asha"}, 2, 1),  # ASHA judges a trial by whatever else has finished
+        ({"prescreen": 3}, 2, 1),
+    ],
+)
+def test_the_lag_is_twice_the_workers_where_proposals_can_be_reproduced(
+    changes: dict[str, Any], n_jobs: int, lag: int
+) -> None:
+    import dataclasses
+
+    from affinity.search._worker import proposal_lag
+
+    settings = dataclasses.replace(load_space("shifts.yaml").settings, **changes)
+    assert proposal_lag(settings, n_jobs) == lag
