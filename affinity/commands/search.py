@@ -39,7 +39,7 @@ from affinity.search.settings import FIDELITIES, OBJECTIVES, PRUNERS, SAMPLERS
     default=None,
     callback=lambda ctx, param, value: _int_or_text(value),
     help="Worker processes, or auto: one per CPU core (up to 4 per GPU on GPUs). Default: the "
-    "space's search.n_jobs (1).",
+    "space's search.n_jobs (1 where it names none; shifts.yaml: 2).",
 )
 @click.option("--repeats", type=int, default=None,
               help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
