@@ -37,6 +37,7 @@ from affinity.search.settings import FIDELITIES, OBJECTIVES, PRUNERS, SAMPLERS
 @click.option(
     "--n-jobs",
     default=None,
+    metavar="N|auto",
     callback=lambda ctx, param, value: _int_or_text(value),
     help="Worker processes, or auto: one per CPU core (up to 4 per GPU on GPUs). Default: the "
     "space's search.n_jobs (1 where it names none; shifts.yaml: 2).",
