@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 SAMPLERS = ("tpe", "random", "nsga2", "qmc", "ehvi", "tpe-startup", "tpe-indep")
+#: ``ehvi+lag=L``: ehvi with ``lag`` L (see the docstring)
+EHVI_LAG = "ehvi+lag="
 
 
 class TrainCache:
@@ -162,8 +164,8 @@ def _variant(name: str, n_trials: int, offset: int) -> Any:
         seed += offset
         if name.startswith("tpe") and name != "tpe":
             return optuna.samplers.TPESampler(seed=seed, **_tpe_options(name, n_trials))
-        if name.startswith("ehvi+lag="):  # one worker proposing as each of 2 workers does (lag 4)
-            options["lag"] = int(name.removeprefix("ehvi+lag="))
+        if name.startswith(EHVI_LAG):  # one worker proposing as each of L / 2 workers does
+            options["lag"] = int(name.removeprefix(EHVI_LAG))
         return base(settings, space, seed=seed, **options)
 
     return make
@@ -326,7 +328,7 @@ def main() -> None:
     for spec in samplers:
         if spec.startswith("tpe"):
             _tpe_options(spec, args.trials)
-        elif spec not in SAMPLERS and not (spec.startswith("ehvi+lag=") and spec[9:].isdigit()):
+        elif spec not in SAMPLERS and not (spec.startswith(EHVI_LAG) and spec[len(EHVI_LAG) :].isdigit()):
             raise SystemExit(
                 f"--samplers: {spec!r} is not allowed; allowed: {', '.join(SAMPLERS)}, "
                 "tpe+KEY=VALUE, ehvi+lag=L"

@@ -3,9 +3,9 @@
 The baseline (default: 9f54840, the main this work branched from) is checked out in a
 ``git worktree`` under /tmp and imported from there (``PYTHONPATH``; ``affinity.__file__`` is
 checked before timing); the current tree is this checkout. They run alternately (A, B, A, B,
-...), each a fresh study of the same space, seed and ``--n-trials``, one worker, one torch
-thread, as a subprocess timed from start to exit, with the load average beside every run:
-on a shared machine the ratio of runs side by side is the figure to read.
+...), each a fresh study of the same space, seed and ``--n-trials``, one worker (the current
+tree: ``--n-jobs``), one torch thread each, as a subprocess timed from start to exit, with
+the load average beside every run: on a shared machine the ratio of runs side by side is the figure to read.
 
 Printed: trials/hour of each run and of each side (trials / wall time, startup included;
 and per worker, trials / the trials' own durations, ``duration_s`` of the leaderboard,

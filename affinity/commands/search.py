@@ -152,10 +152,10 @@ def command(
     space = load_space(space_name)
     settings = with_overrides(space.settings, **overrides)
     if not check:  # several workers: their imports load while the rest is checked
-        from affinity.search.devices import AUTO, usable_cores
+        from affinity.search.devices import worker_count
         from affinity.search.runner import preload_workers
 
-        preload_workers(usable_cores() if settings.n_jobs == AUTO else int(settings.n_jobs))
+        preload_workers(worker_count(settings.n_jobs, ("cpu",)))  # (only whether it is above 1)
     if settings.img_size != space.settings.img_size:
         check_space(space, settings.img_size)
     target = settings.n_trials

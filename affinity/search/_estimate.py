@@ -150,6 +150,7 @@ def estimate(
     import torch
 
     from affinity.flops import count_flops, count_params
+    from affinity.search.devices import usable_cores
     from affinity.search.objective import seeded_model
 
     pool, costed = _candidates(space, found, data.img_size, settings.seed)
@@ -178,7 +179,7 @@ def estimate(
         dear = _timed_trial(space, settings, data, cost[-1][1], device=device, threads=threads)
     finally:
         torch.set_num_threads(before)
-    workers = n_jobs if device != "cpu" else max(1, min(n_jobs, os.cpu_count() or 1))
+    workers = n_jobs if device != "cpu" else max(1, min(n_jobs, usable_cores()))
     return Estimate(
         n_trials,
         n_jobs,

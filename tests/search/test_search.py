@@ -235,17 +235,20 @@ def test_two_workers_with_ehvi_propose_the_same_configurations_every_run() -> No
     """The order in which two workers' trials finish changes from run to run; the trials'
     configurations, by number, do not (ehvi's ``lag``)."""
     wide_tiny()
-    runs = []
+    runs, workers = [], []
     for name in ("det_a", "det_b"):
         args = ("--n-trials", "10", "--n-jobs", "2", "--max-steps", "2", "--sampler", "ehvi", "--study", name)
         out = subprocess.run(_cmd(*args, "--space", "wide.yaml"), capture_output=True, text=True, env=_env(),
                              timeout=240)  # fmt: skip
         assert out.returncode == 0, out.stderr
         trials = sorted(_study(name).trials, key=lambda t: t.number)
-        assert {t.user_attrs["worker"] for t in trials} == {0, 1}
+        workers.append({t.user_attrs["worker"] for t in trials})
         runs.append([t.user_attrs["config_hash"] for t in trials])
     assert len(runs[0]) == 10 and len(set(runs[0])) == 10
     assert runs[0] == runs[1]
+    # both workers trained (a run on one worker would be reproducible anyway); a worker that
+    # started late on a loaded machine may leave the other all trials of one run, not of two
+    assert {0, 1} in workers
 
 
 def test_ctrl_c_keeps_finished_trials_and_resumes() -> None:
