@@ -28,6 +28,14 @@ the models refuse (e.g. reflect padding wider than a stage's map) is found with 
 pass on one blank image before it is proposed (``accepts``) and skipped, so it costs no trial.
 The first ``n_startup`` distinct evaluations (enqueued designs included) are uniform draws.
 
+**Constraints** (``limits``: ``--max-gflops``, ``--max-params``): a configuration whose
+fitted cost (the log-linear fit above, of every costed trial's GFLOPs or parameters, over-budget
+ones included) exceeds a limit is proposed only after every one within the limits, startup
+draws included, once ``n_startup`` configurations are costed. Why: without it the sampler
+spent trials on configurations the search then refused as over budget (on shifts.yaml with
+``--max-gflops 0.0006``, 10 of 16 trials; with it 3: two startup draws and one the fit
+misjudged); a trial the fit misjudges is costed, refused and joins the fit.
+
 **Several workers, the same proposals every run** (``lag``): with ``lag`` L the proposal for
 trial k learns only from trials numbered k - L or below, and the search's workers start trial
 k only once those have finished (``affinity.search._worker``). Trials numbered between are
@@ -79,6 +87,8 @@ MIN_LINE = 3
 Observed = tuple[dict[str, Any], list[float], list[float]]
 #: a trial ASHA stopped: its parameters, its rung (epochs), its accuracy there, its GFLOPs
 Stopped = tuple[dict[str, Any], int, float, float]
+#: a costed trial: its parameters, the values of the sampler's ``limits``' attributes
+Costed = tuple[dict[str, Any], list[float]]
 
 
 def hypervolume_improvements(
@@ -120,6 +130,8 @@ class EhviSampler:
         accepts: ``accepts(parameters) -> bool``, False for a configuration the models refuse.
         lag: trial k learns from trials numbered ``k - lag`` or below (1: from every finished
             trial); see the module's docstring.
+        limits: ``user attribute -> limit``, the most a proposal should cost (``gflops``:
+            ``max_gflops``, ``params_m``: ``max_params``); see the module's docstring.
     """
 
     def __new__(
@@ -131,10 +143,11 @@ class EhviSampler:
         draws: int = 32,
         accepts: Callable[[dict[str, Any]], bool] | None = None,
         lag: int = 1,
+        limits: dict[str, float] | None = None,
     ) -> Any:
         # built on first use so that importing this module does not import optuna and numpy
         return _sampler_class()(
-            configs, seed=seed, n_startup=n_startup, draws=draws, accepts=accepts, lag=lag
+            configs, seed=seed, n_startup=n_startup, draws=draws, accepts=accepts, lag=lag, limits=limits
         )
 
 
@@ -156,6 +169,7 @@ def _sampler_class() -> type:
             draws: int,
             accepts: Callable[[dict[str, Any]], bool] | None,
             lag: int,
+            limits: dict[str, float] | None,
         ) -> None:
             self._hashes = list(configs)
             self._params = [configs[h] for h in self._hashes]
@@ -169,6 +183,7 @@ def _sampler_class() -> type:
             self._draws = draws
             self._accepts = accepts
             self._lag = lag
+            self._limits = dict(limits or {})
             self._refused: set[str] = set()
             self._chosen: dict[int, dict[str, Any]] = {}
             self._random = RandomSampler(seed=seed)
@@ -221,6 +236,7 @@ def _sampler_class() -> type:
             observed: dict[str, Observed] = {}  # first result per config
             stopped: list[Stopped] = []
             costs: list[float] = []  # every GFLOPs costed (over-budget ones too)
+            costed: dict[str, Costed] = {}  # first per configuration
             horizon = trial.number - self._lag  # trials above it are pending (``lag``)
             for t in study.get_trials(deepcopy=False):
                 digest = t.user_attrs.get("config_hash") or t.system_attrs.get(CHOSEN)
@@ -231,6 +247,8 @@ def _sampler_class() -> type:
                     continue
                 if "gflops" in t.user_attrs:
                     costs.append(float(t.user_attrs["gflops"]))
+                if self._limits and digest not in costed and all(k in t.user_attrs for k in self._limits):
+                    costed[digest] = (t.params, [float(t.user_attrs[k]) for k in self._limits])
                 if t.state == TrialState.COMPLETE and t.values and digest not in observed:
                     observed[digest] = (t.params, list(t.values), list(t.user_attrs.get("epoch_acc") or []))
                 elif t.user_attrs.get("status") == "stopped" and "gflops" in t.user_attrs:
@@ -249,6 +267,9 @@ def _sampler_class() -> type:
             else:
                 scores = self._scores(study, list(observed.values()), stopped, costs, pool, rng)
                 order = [pool[j] for j in np.argsort(-scores, kind="stable")]
+            if self._limits and len(costed) >= self._n_startup:
+                over = self._over_limits(list(costed.values()), order)
+                order = [i for i, o in zip(order, over) if not o] + [i for i, o in zip(order, over) if o]
             # configurations found refused stay in the pool and count as checks, so that a
             # proposal does not depend on what this process happened to check before
             for checked, i in enumerate(order):
@@ -260,6 +281,16 @@ def _sampler_class() -> type:
                     return self._hashes[i], {**self._params[i], **fixed}
                 self._refused.add(self._hashes[i])
             return None
+
+        def _over_limits(self, costed: list[Costed], order: list[int]) -> np.ndarray:
+            """Whether each of ``order``'s configurations is fitted above one of the limits."""
+            x = np.stack([self._features(p) for p, _ in costed])
+            values = np.array([v for _, v in costed])
+            xc = self._x[order]
+            over = np.zeros(len(order), dtype=bool)
+            for j, limit in enumerate(self._limits.values()):
+                over |= _cost_fit(x, values[:, j], xc) > limit
+            return over
 
         def _scores(
             self,

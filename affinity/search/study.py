@@ -209,7 +209,8 @@ def make_sampler(
     TPE is multivariate with ``group=True`` (the space is conditional: a shift's parameters
     exist only in trials that chose a shift) and a constant liar (several workers). ``ehvi``
     (``affinity.search.ehvi``) lists the space's configurations and proposes only those
-    ``accepts(parameters)`` takes (all when None).
+    ``accepts(parameters)`` takes (all when None), within ``max_gflops`` and ``max_params``
+    first.
     """
     import optuna
 
@@ -240,7 +241,9 @@ def make_sampler(
         listed = listed_configurations(space, settings.img_size)
         if listed is None:
             raise SpaceError(unlisted(space))
-        return EhviSampler(listed, seed=seed, accepts=accepts, lag=lag)
+        bounds = {"gflops": settings.max_gflops, "params_m": settings.max_params}
+        limits = {key: limit for key, limit in bounds.items() if limit is not None}
+        return EhviSampler(listed, seed=seed, accepts=accepts, lag=lag, limits=limits)
     raise SpaceError(f"--sampler: {name!r} is not allowed; allowed: {', '.join(SAMPLERS)}")
 
 

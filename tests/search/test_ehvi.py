@@ -128,6 +128,35 @@ def test_enqueued_parameters_are_kept_and_the_rest_filled_from_the_list() -> Non
     assert params["a"] == 2 and params in GRID
 
 
+def _within(limit: float, single: bool) -> Any:
+    """``_objective`` with the search's ``max_gflops``: costed, then pruned if over ``limit``."""
+
+    def objective(trial: optuna.Trial) -> Any:
+        acc, cost = _objective(trial)
+        if cost > limit:
+            raise optuna.TrialPruned
+        return acc if single else (acc, cost)
+
+    return objective
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_over_budget_configurations_come_after_every_one_within_the_limit(single: bool) -> None:
+    limit = 4.5  # 24 of GRID's 32 configurations cost at most 4
+    directions = ["maximize"] if single else None
+    for seed in range(3):
+        sampler = EhviSampler({_hash(p): p for p in GRID}, seed=seed, limits={"gflops": limit})
+        study = _study(sampler, directions)
+        study.optimize(_within(limit, single), n_trials=24)
+        over = [t.number for t in study.trials if t.user_attrs["gflops"] > limit]
+        assert all(n < 4 for n in over), (seed, over)  # only startup draws, before 4 were costed
+        assert len({t.user_attrs["config_hash"] for t in study.trials}) == 24
+    # without the limit the same sampler proposes over-budget ones later on (the test can fail)
+    study = _study(EhviSampler({_hash(p): p for p in GRID}, seed=0), directions)
+    study.optimize(_within(limit, single), n_trials=24)
+    assert any(t.number >= 4 and t.user_attrs["gflops"] > limit for t in study.trials)
+
+
 def test_model_accepts_is_what_a_trial_would_reject() -> None:
     space = load_space("shifts.yaml")
     data = load_dataset("digits", img_size=16, seed=0, quiet=True)
