@@ -39,8 +39,8 @@ from affinity.search.settings import FIDELITIES, OBJECTIVES, PRUNERS, SAMPLERS
     default=None,
     metavar="N|auto",
     callback=lambda ctx, param, value: _int_or_text(value),
-    help="Worker processes, or auto: one per CPU core (up to 4 per GPU on GPUs). Default: the "
-    "space's search.n_jobs (1 where it names none; shifts.yaml: 2).",
+    help="Worker processes, or auto: one per CPU core (up to 4 per GPU on GPUs; at most n_trials). "
+    "Default: the space's search.n_jobs (1 where it names none; shifts.yaml: 2).",
 )
 @click.option("--repeats", type=int, default=None,
               help="Training seeds per new configuration; val_acc is their mean (default 1).")  # fmt: skip
@@ -155,7 +155,8 @@ def command(
         from affinity.search.devices import worker_count
         from affinity.search.runner import preload_workers
 
-        preload_workers(worker_count(settings.n_jobs, ("cpu",)))  # (only whether it is above 1)
+        jobs = worker_count(settings.n_jobs, ("cpu",), trials=settings.n_trials)  # (whether above 1)
+        preload_workers(jobs)
     if settings.img_size != space.settings.img_size:
         check_space(space, settings.img_size)
     target = settings.n_trials
@@ -198,7 +199,7 @@ def command(
     from affinity.search.devices import worker_count, worker_devices
 
     devs = worker_devices(device, devices)
-    n_jobs = worker_count(settings.n_jobs, devs)
+    n_jobs = worker_count(settings.n_jobs, devs, trials=target)
     # the data is loaded once here so a bad dataset fails before anything is written
     from affinity.data import load_dataset
 
@@ -304,7 +305,7 @@ def _estimate(
 
     devs = worker_devices(device, devices)
     data = load_dataset(settings.dataset, img_size=settings.img_size, seed=settings.seed, quiet=quiet)
-    n_jobs = worker_count(settings.n_jobs, devs)
+    n_jobs = worker_count(settings.n_jobs, devs, trials=n_trials)
     result = estimate(
         space, settings, found, data, n_trials=n_trials, n_jobs=n_jobs, device=devs[0], threads=threads
     )

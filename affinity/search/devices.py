@@ -8,7 +8,8 @@ CPU-only machines are unaffected. Names are checked by ``affinity.device``.
 ``--n-jobs auto`` (Optuna's ``n_jobs=-1``) starts one worker per CPU core this process may
 use when the workers train on the CPU, and on GPUs as many, at most ``PER_GPU`` per GPU:
 the search's small models leave a GPU idle between kernel launches (on one H200, 4 workers
-ran 71 shifts.yaml trials in 60 s, one worker 20).
+ran 71 shifts.yaml trials in 60 s, one worker 20); never more than the study's ``n_trials``
+(a worker with no trial to run would only start and stop).
 """
 
 from __future__ import annotations
@@ -35,15 +36,19 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_count(n_jobs: int | str, devices: tuple[str, ...], *, cores: int | None = None) -> int:
+def worker_count(
+    n_jobs: int | str, devices: tuple[str, ...], *, trials: int | None = None, cores: int | None = None
+) -> int:
     """The worker processes ``n_jobs`` asks for: itself, or for ``auto`` one per usable CPU
     core (``cores``; None: ``usable_cores()``), at most ``PER_GPU`` per distinct GPU in
-    ``devices`` when the workers train on GPUs."""
+    ``devices`` when the workers train on GPUs, and at most ``trials`` (the study's
+    ``n_trials``; None: no cap)."""
     if n_jobs != AUTO:
         return int(n_jobs)
     cores = usable_cores() if cores is None else cores
     gpus = {d for d in devices if d.startswith("cuda")}
-    return max(1, min(cores, PER_GPU * len(gpus)) if gpus else cores)
+    count = min(cores, PER_GPU * len(gpus)) if gpus else cores
+    return max(1, count if trials is None else min(count, trials))
 
 
 def worker_devices(device: str, devices: str | None, *, gpus: int | None = None) -> tuple[str, ...]:

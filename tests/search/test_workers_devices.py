@@ -81,6 +81,21 @@ def test_n_jobs_auto_is_one_worker_per_core(
     assert worker_count(n_jobs, devices, cores=cores) == expected
 
 
+@pytest.mark.parametrize(
+    ("n_jobs", "devices", "trials", "expected"),
+    [
+        ("auto", ("cpu",), 5, 5),  # 16 cores, 5 trials: 5 workers
+        ("auto", ("cpu",), 30, 16),
+        ("auto", ("cuda:0",), 3, 3),
+        (8, ("cpu",), 5, 8),  # a number is what the user asked for
+    ],
+)
+def test_n_jobs_auto_starts_no_more_workers_than_trials(
+    n_jobs: int | str, devices: tuple[str, ...], trials: int, expected: int
+) -> None:
+    assert worker_count(n_jobs, devices, trials=trials, cores=16) == expected
+
+
 def test_usable_cores_are_the_affinity_mask() -> None:
     import os
 
