@@ -86,7 +86,7 @@ class Pooling(Affinity):
         # numbers as PoolFormer's avg_pool2d(count_include_pad=False) − v, 3–45× faster on CPU
         # (benchmarks/ops.py), since P = P_H ⊗ P_W.
         check_map(v, self.dim, self.name)
-        h, w = v.shape[2], v.shape[3]
+        h, w = int(v.shape[2]), int(v.shape[3])  # ints while traced too: the counts are a constant
         rows = _box_sum(v, self.pool_size // 2, 3)
         box = _box_sum(rows, self.pool_size // 2, 2)
         return box.mul_(_inverse_counts(h, w, self.pool_size, v)).sub_(v)
