@@ -1,9 +1,15 @@
-"""Shared fixtures: every test runs single-threaded torch, seeded, and writes under tmp_path."""
+"""Shared fixtures: every test runs seeded and writes under tmp_path; under pytest-xdist
+(``-n auto``) each worker process runs torch on one thread, as the workers share the cores."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
