@@ -155,8 +155,7 @@ def command(
         from affinity.search.devices import worker_count
         from affinity.search.runner import preload_workers
 
-        jobs = worker_count(settings.n_jobs, ("cpu",), trials=settings.n_trials)  # (whether above 1)
-        preload_workers(jobs)
+        preload_workers(worker_count(settings.n_jobs, ("cpu",), trials=settings.n_trials))
     if settings.img_size != space.settings.img_size:
         check_space(space, settings.img_size)
     target = settings.n_trials
