@@ -28,7 +28,13 @@ def lazy_attributes(package: str, homes: Mapping[str, str]) -> Callable[[str], A
 
 
 # public name -> the submodule that defines it
-_LAZY = {"create_model": "models", "list_models": "models", "profile": "profiling", "AffinityError": "errors"}
+_LAZY = {
+    "create_model": "models",
+    "list_models": "models",
+    "profile": "profiling",
+    "keep_freed_memory": "memory",
+    "AffinityError": "errors",
+}
 
 __all__ = ["__version__", "lazy_attributes", *_LAZY]
 

@@ -17,6 +17,10 @@ version of the model, and reports medians:
   one step, from ``torch.profiler``'s memory records (each op's own allocations less its
   frees, summed in call order: a peak inside one op is seen at that op's net; not the
   process RSS, not tracemalloc).
+
+On the CPU the process keeps the memory a step frees for the next (``affinity.memory``), as
+training, the search and ``affinity profile`` do: timm's model, timed in the same process,
+runs under the same allocator settings.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from affinity.memory import keep_freed_memory
 
 __all__ = ["GEMM_SIDE", "TIMM_NAMES", "BenchmarkResult", "benchmark", "gemm_macs", "timm_name"]
 
@@ -234,6 +240,8 @@ def benchmark(
     x = torch.randn(batch_size, model.in_chans, img_size, img_size)
     macs = count_flops(model, x[:1]).total
     model, x = model.to(dev), x.to(dev)
+    if dev.type == "cpu":
+        keep_freed_memory()  # as the search and profile do: steps reuse freed memory, not fresh pages
     with _threads(threads) as used:
         net, xin = _prepare(model, x, channels_last=channels_last, compiled=compiled)
         steps: dict[str, Callable[[], None]] = {

@@ -20,8 +20,11 @@ imports its ``affinity`` package, builds its models, then imports this tree's ``
 its place (the old models keep their own classes) and builds the same models with the old
 ones' weights. Without ``--before`` only this tree is timed.
 
+Like ``affinity benchmark``, the process keeps the memory a forward frees for the next
+(``affinity.memory``); ``--glibc-default`` leaves glibc's own thresholds, to compare.
+
     python benchmarks/gemm_fraction.py [--before REF] [--models as_mlp_t swin_t ...]
-        [--batch-size 8] [--repeats 5] [--threads 1] [--no-timm]
+        [--batch-size 8] [--repeats 5] [--threads 1] [--no-timm] [--glibc-default]
 """
 
 from __future__ import annotations
@@ -144,6 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-timm", action="store_true", help="do not time timm's models")
     parser.add_argument("--clock", choices=list(CLOCKS), default="wall")
     parser.add_argument("--stat", choices=["median", "min"], default="median")
+    parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave glibc's adaptive malloc thresholds, as a plain script has them (default: keep "
+        "freed memory for reuse, as affinity's commands do: affinity.memory)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -152,8 +161,10 @@ def main(argv: list[str] | None = None) -> None:
         old = _build_old(_worktree(args.before, args.worktrees), args.models, args.img_size)
     from affinity.benchmark import TIMM_NAMES
     from affinity.flops import count_flops
+    from affinity.memory import keep_freed_memory
     from affinity.models import create_model
 
+    kept = not args.glibc_default and keep_freed_memory()
     timm = None
     if not args.no_timm:
         from affinity._timm import import_timm
@@ -169,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"fp32 CPU, batch {args.batch_size}, {args.img_size}², {torch.get_num_threads()} thread(s), "
         f"eval forward under inference_mode, {args.stat}s of {args.repeats} interleaved repetitions, "
-        f"{args.clock} clock; "
+        f"{args.clock} clock; freed memory {'kept' if kept else 'returned (glibc default)'}; "
         f"before={args.before or '-'}"
     )
     header = (

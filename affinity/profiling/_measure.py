@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from affinity.device import resolve_device
 from affinity.errors import check_int
 from affinity.flops import count_flops, count_params
+from affinity.memory import keep_freed_memory
 from affinity.profiling._result import AffinityCost, LayerCost, ProfileResult, StageCost
 
 __all__ = ["profile"]
@@ -156,6 +157,8 @@ def _time_forward(
     model: nn.Module, x: Tensor, *, warmup: int, max_runs: int, max_seconds: float
 ) -> list[float]:
     cuda = x.device.type == "cuda"
+    if not cuda:
+        keep_freed_memory()  # each forward reuses the last one's memory, not fresh pages
     runs: list[float] = []
     with torch.inference_mode():
         for _ in range(max(0, warmup)):

@@ -24,8 +24,8 @@ from affinity.data import DatasetSplits, TensorSplit
 from affinity.data.augment import random_crop, random_flip
 from affinity.device import resolve_device
 from affinity.errors import ConfigError, DataError
+from affinity.memory import keep_freed_memory
 from affinity.train._flat import flat_adamw
-from affinity.train._memory import keep_freed_memory
 from affinity.train._progress import progress_bar
 from affinity.train.config import TrainConfig
 from affinity.train.metrics import EpochRecord, TrainMetrics
