@@ -30,6 +30,26 @@ def test_channel_mlp_by_parts_equals_whole(monkeypatch: pytest.MonkeyPatch, norm
     assert is_channels_last(parts) == (norm is None)
 
 
+@pytest.mark.parametrize(("batch", "side", "channels_last"), [(3, 7, True), (1, 7, False), (3, 9, False)])
+def test_conv_norm_mlp_on_a_narrow_map_runs_channels_last(batch: int, side: int, channels_last: bool) -> None:
+    """RepMLPNet's conv-BN channel MLP on a batch of maps of at most ``_NARROW_TOKENS`` tokens
+    (64; 7×7 here, not 9×9 nor one image) runs its 1×1 convs as linears over the batch's
+    tokens, and returns the NCHW map the plain path does, with its numbers."""
+    torch.manual_seed(0)
+    mlp = layers.ChannelMlp(6, 24, norm="batchnorm").double()
+    x = torch.randn(batch, 6, side, side, dtype=torch.float64)
+    mlp(torch.randn(4, 6, side, side, dtype=torch.float64))  # running statistics, not the identity
+    mlp.eval()
+    plain = mlp(x)  # grad enabled: the convolutions
+    seen: list[bool] = []
+    mlp.fc1.register_forward_pre_hook(lambda _, args: seen.append(is_channels_last(args[0])))
+    with torch.no_grad():
+        fast = mlp(x)
+    assert seen == [channels_last]
+    assert fast.is_contiguous()  # NCHW, as it came
+    torch.testing.assert_close(fast, plain, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv1x1_channels_last_is_the_conv(bias: bool) -> None:
     torch.manual_seed(0)
