@@ -1,9 +1,9 @@
 """Throughput of a model against the machine's own matrix-multiply rate, measured side by side.
 
 Absolute timings on a shared machine say little; ratios measured in one process do. So one
-``benchmark`` call times, in interleaved repetitions (model step, GEMM, timm's model, model
-step, ...), the model, a 2048×2048 fp32 GEMM on the same device and, when asked, timm's
-version of the model, and reports medians:
+``benchmark`` call times, in interleaved repetitions whose order rotates (model step, GEMM,
+timm's model; then GEMM, timm's, model; ...), the model, a 2048×2048 fp32 GEMM on the same
+device and, when asked, timm's version of the model, and reports medians:
 
 - ``ms_per_step`` / ``img_per_s``: one forward (``infer``, under ``inference_mode``) or one
   forward + backward + SGD step (``train``) on a batch;
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from affinity.memory import keep_freed_memory
 
-__all__ = ["GEMM_SIDE", "TIMM_NAMES", "BenchmarkResult", "benchmark", "gemm_macs", "timm_name"]
+__all__ = ["GEMM_SIDE", "TIMM_NAMES", "BenchmarkResult", "benchmark", "gemm_macs", "rotated", "timm_name"]
 
 #: side of the square fp32 GEMM every model is compared with
 GEMM_SIDE = 2048
@@ -140,6 +140,14 @@ def _model_step(
         optim.step()
 
     return train
+
+
+def rotated(keys: list[str], i: int) -> list[str]:
+    """``keys`` rotated left by ``i``: over repetitions each step takes each place in the
+    order, so none always runs right after the GEMM (whose operands flush the caches) or right
+    after a model of the same shapes."""
+    k = i % len(keys)
+    return keys[k:] + keys[:k]
 
 
 def _timed(step: Callable[[], None], device: torch.device) -> float:
@@ -258,9 +266,9 @@ def benchmark(
             for _ in range(warmup):
                 step()
         times: dict[str, list[float]] = {key: [] for key in steps}
-        for _ in range(repeats):
-            for key, step in steps.items():
-                times[key].append(_timed(step, dev))
+        for i in range(repeats):
+            for key in rotated(list(steps), i):
+                times[key].append(_timed(steps[key], dev))
         peak, source = _peak_memory(steps["model"], dev)
     med = {key: statistics.median(values) for key, values in times.items()}
     step_macs = macs * batch_size * (TRAIN_MACS_FACTOR if mode == "train" else 1)

@@ -2,8 +2,9 @@
 all in one process.
 
 On a shared machine absolute times swing with the load; ratios measured side by side do not.
-So for each model this times, interleaved (GEMM, the model as built by ``--before``'s code, the
-model as built by this tree, timm's model), a 2048² fp32 GEMM and each forward, and prints
+So for each model this times, interleaved in an order that rotates from one repetition to the
+next (GEMM, the model as built by this tree, by ``--before``'s code, timm's model; then this
+tree's, ``--before``'s, timm's, GEMM; ...), a 2048² fp32 GEMM and each forward, and prints
 medians (``--stat min``: minima; ``--clock cpu``: the thread's CPU time, robust to other
 processes taking the cores):
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     old: dict[str, torch.nn.Module] = {}
     if args.before:
         old = _build_old(_worktree(args.before, args.worktrees), args.models, args.img_size)
-    from affinity.benchmark import TIMM_NAMES
+    from affinity.benchmark import TIMM_NAMES, rotated
     from affinity.flops import count_flops
     from affinity.memory import keep_freed_memory
     from affinity.models import create_model
@@ -208,9 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             for key, step in steps.items():  # warm-up, and the logits compared
                 outs[key] = step(x)
-            for _ in range(args.repeats):
-                for key, step in steps.items():
-                    times[key].append(_timed(step, x, CLOCKS[args.clock]))
+            for i in range(args.repeats):
+                for key in rotated(list(steps), i):  # each step in each place of the order
+                    times[key].append(_timed(steps[key], x, CLOCKS[args.clock]))
         pick = statistics.median if args.stat == "median" else min
         med = {k: pick(v) for k, v in times.items()}
         diff = (outs["new"] - outs["old"]).abs().max().item() if "old" in outs else None

@@ -129,3 +129,16 @@ def test_compare_timm_times_timm_beside_the_models_it_has(
     assert (mine["model"], mine["timm_model"], mine["timm_ratio"]) == ("gmlp_ti", None, None)
     assert theirs["timm_model"] == "resmlp_12_224"
     assert theirs["timm_ratio"] == pytest.approx(theirs["ms_per_step"] / theirs["timm_ms_per_step"], rel=1e-9)
+
+
+def test_the_order_rotates_so_each_step_takes_each_place() -> None:
+    from affinity.benchmark import rotated
+
+    orders = [rotated(["model", "gemm", "timm"], i) for i in range(4)]
+    assert orders == [
+        ["model", "gemm", "timm"],
+        ["gemm", "timm", "model"],
+        ["timm", "model", "gemm"],
+        ["model", "gemm", "timm"],
+    ]
+    assert {o.index("model") for o in orders[:3]} == {0, 1, 2}
