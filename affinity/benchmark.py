@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -173,7 +175,7 @@ def _peak_memory(step: Callable[[], None], device: torch.device) -> tuple[float,
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20, "torch.cuda.max_memory_allocated"
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _without_profiler_lines(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
     # each op's own allocations less its own frees (its children's are theirs), in call order
     deltas = sorted((ev.time_range.start, ev.self_cpu_memory_usage) for ev in prof.events())
@@ -182,6 +184,34 @@ def _peak_memory(step: Callable[[], None], device: torch.device) -> tuple[float,
         live += delta
         peak = max(peak, live)
     return peak / 2**20, "torch.profiler CPU allocations"
+
+
+@contextlib.contextmanager
+def _without_profiler_lines() -> Iterator[None]:
+    """Standard error (fd 2) through a temporary file while torch.profiler starts and stops.
+
+    This torch build's kineto writes ``USDT: ... profiler_start`` and ``profiler_stop`` from C++
+    to fd 2 (no log-level variable silences them), which ``--quiet`` must not show. Whatever
+    else reaches fd 2 meanwhile is written back afterwards, in order.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not line.startswith(b"USDT:")]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 @contextlib.contextmanager

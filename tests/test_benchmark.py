@@ -142,3 +142,26 @@ def test_the_order_rotates_so_each_step_takes_each_place() -> None:
         ["model", "gemm", "timm"],
     ]
     assert {o.index("model") for o in orders[:3]} == {0, 1, 2}
+
+
+def test_quiet_writes_nothing_to_stderr(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Not even kineto's ``USDT: ... profiler_start`` lines from the peak-memory profile (fd 2)."""
+    argv = ["benchmark", MODEL, "--img-size", str(SIZE), "--batch-size", "1", "--repeats", "1"]
+    main([*argv, "--threads", "1", "--format", "csv", "--out", str(tmp_path), "-q"])
+    out, err = capfd.readouterr()
+    assert err == ""
+    assert out.startswith("model,batch_size,")
+
+
+def test_the_profiler_filter_gives_back_every_other_line(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+    import sys
+
+    from affinity.benchmark import _without_profiler_lines
+
+    print("before", file=sys.stderr)  # flushed first: it stays before what the window writes
+    with _without_profiler_lines():
+        os.write(2, b"USDT:2026 SyncActivityProfilerHandler.cpp:52] profiler_start\nfirst\n")
+        os.write(2, b"second\nUSDT:2026 SyncActivityProfilerHandler.cpp:59] profiler_stop\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nfirst\nsecond\nafter\n"
