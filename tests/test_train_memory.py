@@ -18,8 +18,8 @@ from affinity.memory import keep_freed_memory
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 
-#: batch-2 forwards of as_mlp_t, one thread: minor page faults of forwards 7-9
-#: (the heap reaches its size over the first six)
+#: batch-2 forwards of as_mlp_t, one thread: minor page faults of forwards 9-11 (the heap
+#: grows to its high-water mark over the first ones)
 FORWARDS = """
 import ctypes, resource, sys, torch
 if sys.argv[1] == "keep":
@@ -32,7 +32,7 @@ from affinity.models import create_model
 torch.set_num_threads(1)
 model, x = create_model("as_mlp_t").eval(), torch.randn(2, 3, 224, 224)
 with torch.inference_mode():
-    for _ in range(6):
+    for _ in range(8):
         model(x)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(3):
@@ -61,8 +61,10 @@ def test_freed_memory_is_reused_without_page_faults() -> None:
     thresholds, so the same forwards fault every block in again; glibc's own adaptive ones
     land anywhere between (~15,000-19,000 pages, or none, from one process to the next)."""
     returned, kept = _faults("returned"), _faults("keep")
-    assert returned > 3 * 10_000
-    assert kept < 100
+    assert returned > 3 * 10_000  # ~58,000 a forward
+    # 0 most times; ~590 when fragmentation grows the heap once more (up to ~2,900 seen at a
+    # 4th forward): under a tenth of one forward's pages with the memory returned
+    assert kept < 6_000
 
 
 @pytest.mark.parametrize("where", ["benchmark", "profile"])
