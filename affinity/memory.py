@@ -32,9 +32,9 @@ MMAP_THRESHOLD = 32 * 2**20
 TRIM_THRESHOLD = 128 * 2**20
 
 
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Set the thresholds once per process (glibc on Linux only); True when they were set."""
+def set_malloc_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    """Fix glibc's mmap and trim thresholds (which stops their adaptation); True when both were
+    set, False off glibc (other platforms, musl)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -42,5 +42,11 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl and others: no mallopt
         return False
-    mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    return mmap_set and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mmap_set = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+    return mmap_set and bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Set ``MMAP_THRESHOLD`` and ``TRIM_THRESHOLD`` once per process; True when they were set."""
+    return set_malloc_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)

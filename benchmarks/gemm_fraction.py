@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"fp32 CPU, batch {args.batch_size}, {args.img_size}², {torch.get_num_threads()} thread(s), "
         f"eval forward under inference_mode, {args.stat}s of {args.repeats} interleaved repetitions, "
-        f"{args.clock} clock; freed memory {'kept' if kept else 'returned (glibc default)'}; "
+        f"{args.clock} clock; freed memory {'kept' if kept else 'under the allocator defaults'}; "
         f"before={args.before or '-'}"
     )
     header = (

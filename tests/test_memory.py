@@ -21,13 +21,12 @@ glibc_only = pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 #: batch-2 forwards of as_mlp_t, one thread: minor page faults of forwards 9-11 (the heap
 #: grows to its high-water mark over the first ones)
 FORWARDS = """
-import ctypes, resource, sys, torch
+import resource, sys, torch
+from affinity.memory import keep_freed_memory, set_malloc_thresholds
 if sys.argv[1] == "keep":
-    from affinity.memory import keep_freed_memory
     assert keep_freed_memory()
 else:  # glibc's starting thresholds, fixed: every block over 128 KiB goes back when freed
-    libc = ctypes.CDLL("libc.so.6")
-    assert libc.mallopt(-3, 128 * 1024) and libc.mallopt(-1, 128 * 1024)
+    assert set_malloc_thresholds(128 * 1024, 128 * 1024)
 from affinity.models import create_model
 torch.set_num_threads(1)
 model, x = create_model("as_mlp_t").eval(), torch.randn(2, 3, 224, 224)
