@@ -68,6 +68,7 @@ class BenchmarkResult:
     amp: bool
     channels_last: bool
     compiled: bool
+    reparam: bool
     threads: int
     repeats: int
     ms_per_step: float
@@ -244,6 +245,7 @@ def benchmark(
     amp: bool = False,
     channels_last: bool = False,
     compiled: bool = False,
+    reparam: bool = False,
     compare_timm: bool = False,
     repeats: int = 10,
     warmup: int = 2,
@@ -255,8 +257,11 @@ def benchmark(
     Args:
         name: a registered model name or a model-config YAML.
         mode: ``infer`` (forward under inference_mode) or ``train`` (forward, backward, SGD step).
+        reparam: time (and count) the model's deploy form, ``model.reparameterize()`` (RepMLP's
+            folds; no change for models without train-time branches), as timm's ``--reparam``.
         compare_timm: also time timm's counterpart (``TIMM_NAMES``); ``timm_factory`` builds it
-            (given timm's name); the caller supplies it since timm is a benchmark-only import.
+            (given timm's name, in the form to time: reparameterised too with ``reparam``); the
+            caller supplies it since timm is a benchmark-only import.
         repeats: interleaved timed repetitions after ``warmup`` untimed ones; medians reported.
         threads: torch's intra-op threads during the run (None: leave as is).
     """
@@ -275,6 +280,8 @@ def benchmark(
         raise ConfigError(f"model={name!r} has no timm counterpart (allowed: {', '.join(TIMM_NAMES)})")
     torch.manual_seed(0)
     model = create_model(name, img_size=img_size)
+    if reparam:
+        model.reparameterize()
     x = torch.randn(batch_size, model.in_chans, img_size, img_size)
     macs = count_flops(model, x[:1]).total
     model, x = model.to(dev), x.to(dev)
@@ -313,6 +320,7 @@ def benchmark(
         amp=amp,
         channels_last=channels_last,
         compiled=compiled,
+        reparam=reparam,
         threads=used,
         repeats=repeats,
         ms_per_step=med["model"] * 1e3,

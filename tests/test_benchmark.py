@@ -47,6 +47,23 @@ def test_library_figures_agree(mode: str) -> None:
     assert result.threads == 1 and result.timm_ratio is None
 
 
+def test_reparam_times_and_counts_the_deploy_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--reparam: the GMACs are the deploy form's (RepMLPNet's conv branches folded into its
+    FC: fewer than the train form's), and the row says so."""
+    name = "repmlpnet_t224"
+    x = torch.randn(1, 3, SIZE, SIZE)
+    train_form = create_model(name, img_size=SIZE)
+    deploy = count_flops(create_model(name, img_size=SIZE).reparameterize(), x).total
+    assert deploy < count_flops(train_form, x).total
+    argv = ["benchmark", name, "--reparam", "--img-size", str(SIZE), "--batch-size", "1", "--repeats", "1"]
+    main([*argv, "--threads", "1", "--format", "json", "--out", str(tmp_path), "-q"])
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["reparam"] is True
+    assert row["gmacs"] == pytest.approx(deploy / 1e9, rel=1e-12)
+    plain = benchmark(name, batch_size=1, img_size=SIZE, repeats=1, warmup=0, threads=1)
+    assert plain.reparam is False and plain.gmacs == pytest.approx(count_flops(train_form, x).total / 1e9)
+
+
 def test_cli_json_and_csv_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["benchmark", MODEL, "--img-size", str(SIZE), "--batch-size", "1", "--batch-size", "2"]
     main([*argv, "--repeats", "1", "--threads", "1", "--format", "json", "--out", str(tmp_path), "-q"])
@@ -111,7 +128,7 @@ def test_compare_timm_reports_the_ratio() -> None:
         warmup=0,
         threads=1,
         compare_timm=True,
-        timm_factory=_timm_factory(SIZE),
+        timm_factory=_timm_factory(SIZE, False),
     )
     assert result.timm_model == "resmlp_12_224"
     assert result.timm_ms_per_step is not None and result.timm_ratio is not None

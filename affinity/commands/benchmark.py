@@ -40,6 +40,11 @@ _TABLE = (
 @click.option("--channels-last", is_flag=True, help="Model and input in channels_last memory format.")
 @click.option("--compile", "compiled", is_flag=True, help="torch.compile the model (and timm's).")
 @click.option(
+    "--reparam",
+    is_flag=True,
+    help="Time the deploy form: model.reparameterize() (RepMLPNet's folds), timm's reparameterize_model.",
+)
+@click.option(
     "--compare-timm",
     is_flag=True,
     help="Also time timm's counterpart of each model that has one, in the same run (needs timm).",
@@ -58,6 +63,7 @@ def command(
     amp: bool,
     channels_last: bool,
     compiled: bool,
+    reparam: bool,
     compare_timm: bool,
     repeats: int,
     threads: int | None,
@@ -96,7 +102,7 @@ def command(
     check_int("repeats", repeats, 1)
     if threads is not None:
         check_int("threads", threads, 1)
-    factory = _timm_factory(img_size) if compare_timm else None
+    factory = _timm_factory(img_size, reparam) if compare_timm else None
     dev = resolve_device(device)
     rows: list[dict[str, Any]] = []
     path = Path(out) / "benchmarks" / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.csv"
@@ -114,6 +120,7 @@ def command(
                 amp=amp,
                 channels_last=channels_last,
                 compiled=compiled,
+                reparam=reparam,
                 compare_timm=compare_timm and name in TIMM_NAMES,
                 repeats=repeats,
                 threads=threads,
@@ -136,8 +143,9 @@ def command(
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _timm_factory(img_size: int) -> Any:
-    """timm's model constructor at ``img_size``; a ConfigError when timm is not installed."""
+def _timm_factory(img_size: int, reparam: bool) -> Any:
+    """timm's model constructor at ``img_size`` (reparameterised with ``reparam``); a
+    ConfigError when timm is not installed."""
     from affinity._timm import import_timm
     from affinity.errors import ConfigError
 
@@ -146,7 +154,8 @@ def _timm_factory(img_size: int) -> Any:
         raise ConfigError("--compare-timm needs timm: pip install 'affinity[timm]'")
 
     def build(name: str) -> Any:
-        return timm.create_model(name, pretrained=False, img_size=img_size)
+        model = timm.create_model(name, pretrained=False, img_size=img_size)
+        return timm.utils.reparameterize_model(model) if reparam else model
 
     return build
 
@@ -157,7 +166,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
     first = rows[0]
     table = Table(
-        title=f"{first['mode']} on {first['device']}, {first['threads']} threads, "
+        title=f"{first['mode']}{' (reparameterised)' if first['reparam'] else ''} on {first['device']}, "
+        f"{first['threads']} threads, "
         f"GEMM {first['gemm_gmacs_per_s']:.1f} GMAC/s, load {first['load_avg']:.1f}",
         caption=f"peak memory: {first['memory_source']}; medians of {first['repeats']} interleaved runs",
     )
