@@ -96,6 +96,22 @@ def make_norm(kind: str | None, dim: int, eps: float = 1e-5) -> nn.Module:
     raise ConfigError(f"norm={kind!r} is not allowed: one of {', '.join(NORM_KINDS)}, None")
 
 
+class GELU(nn.GELU):
+    """``nn.GELU`` that computes a channels-last map on its (B, H, W, C) view.
+
+    torch computes GELU of a contiguous tensor with oneDNN's kernel and of any other, a
+    channels-last (B, C, H, W) map among them, with its own, which rounds differently (up to
+    4.8e-7 at unit scale) and on an AVX2 EPYC took 1.8× as long (2.22 against 1.25 ns an
+    element, one thread). On the dense view a channels-last map gets oneDNN's kernel and the
+    numbers the same map gives in NCHW, as the papers' code runs it.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if is_channels_last(x) and not x.is_contiguous():
+            return F.gelu(x.permute(0, 2, 3, 1), approximate=self.approximate).permute(0, 3, 1, 2)
+        return F.gelu(x, approximate=self.approximate)
+
+
 def hooked(module: nn.Module) -> bool:
     """True when a forward hook would see ``module``'s calls (its own or a global one): a fast
     path that computes its output without calling it must step aside."""
@@ -121,7 +137,9 @@ def act_in_place(act: nn.Module, x: Tensor, source: nn.Module) -> Tensor:
     if torch.is_grad_enabled() or torch.jit.is_tracing() or any(hooked(m) for m in source.modules()):
         return act(x)  # hooks see the activation's call, and may hold the layer's output
     if isinstance(act, nn.GELU):
-        return torch.ops.aten.gelu_(x, approximate=act.approximate)
+        dense = x.permute(0, 2, 3, 1) if is_channels_last(x) else x  # oneDNN's kernel (see GELU)
+        torch.ops.aten.gelu_(dense, approximate=act.approximate)
+        return x
     if isinstance(act, nn.ReLU):
         return torch.relu_(x)
     return act(x)
@@ -132,7 +150,7 @@ def make_act(kind: str | None) -> nn.Module:
     if kind is None:
         return nn.Identity()
     if kind == "gelu":
-        return nn.GELU()
+        return GELU()
     if kind == "relu":
         return nn.ReLU()
     raise ConfigError(f"act={kind!r} is not allowed: one of {', '.join(ACT_KINDS)}, None")
