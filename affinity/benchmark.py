@@ -8,10 +8,14 @@ device and, when asked, timm's version of the model, and reports medians:
 - ``ms_per_step`` / ``img_per_s``: one forward (``infer``, under ``inference_mode``) or one
   forward + backward + SGD step (``train``) on a batch;
 - ``gmacs``: fvcore's multiply-adds of one forward of one image (``affinity.flops``);
-- ``gemm_fraction``: the model's multiply-adds per second over the GEMM's, both measured here.
-  A training step is counted as 3× the forward's multiply-adds (the forward and the two
+- ``gemm_fraction``: the model's multiply-adds per second over the GEMM's, taken in each
+  repetition (the model's time against the GEMM's beside it) and the median of those. A
+  training step is counted as 3× the forward's multiply-adds (the forward and the two
   products of the backward);
-- ``timm_ratio``: our step time over timm's, same batch, same settings, same run;
+- ``timm_ratio``: our step time over timm's, same batch, same settings, in each repetition;
+  the median;
+- ``*_p25`` / ``*_p75``: the quartiles of those per-repetition figures: how far a run's
+  figure moves on a noisy machine;
 - ``peak_memory_mb``: on CUDA ``torch.cuda.max_memory_allocated`` during one step, above
   what was allocated before it; on the CPU the peak of torch's own CPU allocations during
   one step, from ``torch.profiler``'s memory records (each op's own allocations less its
@@ -76,11 +80,15 @@ class BenchmarkResult:
     gmacs: float
     gemm_gmacs_per_s: float
     gemm_fraction: float
+    gemm_fraction_p25: float
+    gemm_fraction_p75: float
     peak_memory_mb: float
     memory_source: str
     timm_model: str | None
     timm_ms_per_step: float | None
     timm_ratio: float | None
+    timm_ratio_p25: float | None
+    timm_ratio_p75: float | None
     load_avg: float
 
     def row(self) -> dict[str, Any]:
@@ -143,6 +151,15 @@ def _model_step(
         optim.step()
 
     return train
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of ``values`` (inclusive: within their range; one value
+    is both)."""
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
 
 
 def rotated(keys: list[str], i: int) -> list[str]:
@@ -311,6 +328,9 @@ def benchmark(
     step_macs = macs * batch_size * (TRAIN_MACS_FACTOR if mode == "train" else 1)
     gemm_rate = gemm_macs() / med["gemm"]
     timm_s = med.get("timm")
+    # each repetition's own figures: the model against the GEMM (and timm's) timed beside it
+    fractions = [step_macs / t * g / gemm_macs() for t, g in zip(times["model"], times["gemm"])]
+    ratios = [t / u for t, u in zip(times["model"], times.get("timm", []))]
     return BenchmarkResult(
         model=name,
         batch_size=batch_size,
@@ -327,11 +347,15 @@ def benchmark(
         img_per_s=batch_size / med["model"],
         gmacs=macs / 1e9,
         gemm_gmacs_per_s=gemm_rate / 1e9,
-        gemm_fraction=step_macs / med["model"] / gemm_rate,
+        gemm_fraction=statistics.median(fractions),
+        gemm_fraction_p25=quartiles(fractions)[0],
+        gemm_fraction_p75=quartiles(fractions)[1],
         peak_memory_mb=peak,
         memory_source=source,
         timm_model=other,
         timm_ms_per_step=None if timm_s is None else timm_s * 1e3,
-        timm_ratio=None if timm_s is None else med["model"] / timm_s,
+        timm_ratio=statistics.median(ratios) if ratios else None,
+        timm_ratio_p25=quartiles(ratios)[0] if ratios else None,
+        timm_ratio_p75=quartiles(ratios)[1] if ratios else None,
         load_avg=os.getloadavg()[0],
     )

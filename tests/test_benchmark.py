@@ -34,6 +34,7 @@ def _consistent(row: dict, batch: int) -> None:
         float(row["gmacs"]) * 1e9 * batch / (ms / 1e3) / rate, rel=1e-9
     )
     assert float(row["peak_memory_mb"]) > 0
+    assert float(row["gemm_fraction_p25"]) <= float(row["gemm_fraction"]) <= float(row["gemm_fraction_p75"])
 
 
 @pytest.mark.parametrize("mode", ["infer", "train"])
@@ -60,6 +61,29 @@ def test_reparam_times_and_counts_the_deploy_form(tmp_path: Path, capsys: pytest
     (row,) = json.loads(capsys.readouterr().out)
     assert row["reparam"] is True
     assert row["gmacs"] == pytest.approx(deploy / 1e9, rel=1e-12)
+
+
+def test_fraction_is_the_median_of_each_repetitions_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each repetition's model time goes against the GEMM timed beside it, not the medians
+    against each other: a slow patch of the machine slows both in the same repetition."""
+    import affinity.benchmark as bench
+
+    canned = {"model": iter([1.0, 2.0, 3.0]), "gemm": iter([3.0, 1.0, 2.0])}
+
+    def timed(step: object, device: object) -> float:
+        return next(canned["gemm" if "_gemm_step" in getattr(step, "__qualname__", "") else "model"])
+
+    monkeypatch.setattr(bench, "_timed", timed)
+    result = benchmark(MODEL, batch_size=2, img_size=SIZE, repeats=3, warmup=0, threads=1)
+    scale = _macs() * 2 / bench.gemm_macs()  # the model's MACs per step over the GEMM's
+    own = sorted(scale * g / t for t, g in [(1.0, 3.0), (2.0, 1.0), (3.0, 2.0)])  # 0.5, 0.67, 3 (× scale)
+    assert result.gemm_fraction == pytest.approx(own[1], rel=1e-12)
+    assert result.gemm_fraction != pytest.approx(scale * 2.0 / 2.0)  # what the medians alone give
+    assert result.gemm_fraction_p25 == pytest.approx((own[0] + own[1]) / 2, rel=1e-12)
+    assert result.gemm_fraction_p75 == pytest.approx((own[1] + own[2]) / 2, rel=1e-12)
+    assert result.ms_per_step == pytest.approx(2000.0) and result.gemm_gmacs_per_s * 1e9 == pytest.approx(
+        bench.gemm_macs() / 2.0
+    )
 
 
 def test_cli_json_and_csv_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -131,6 +155,7 @@ def test_compare_timm_reports_the_ratio() -> None:
     assert result.timm_model == "resmlp_12_224"
     assert result.timm_ms_per_step is not None and result.timm_ratio is not None
     assert result.timm_ratio == pytest.approx(result.ms_per_step / result.timm_ms_per_step, rel=1e-9)
+    assert result.timm_ratio_p25 == result.timm_ratio == result.timm_ratio_p75  # one repetition
 
 
 @pytest.mark.skipif(import_timm() is None, reason="timm is not installed (pip install 'affinity[timm]')")
@@ -142,6 +167,7 @@ def test_compare_timm_times_timm_beside_the_models_it_has(
     main([*argv, "--repeats", "1", "--threads", "1", "--format", "json", "--out", str(tmp_path), "-q"])
     mine, theirs = json.loads(capsys.readouterr().out)
     assert (mine["model"], mine["timm_model"], mine["timm_ratio"]) == ("gmlp_ti", None, None)
+    assert mine["timm_ratio_p25"] is None and mine["timm_ratio_p75"] is None
     assert theirs["timm_model"] == "resmlp_12_224"
     assert theirs["timm_ratio"] == pytest.approx(theirs["ms_per_step"] / theirs["timm_ms_per_step"], rel=1e-9)
 

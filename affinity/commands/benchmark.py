@@ -15,11 +15,13 @@ _TABLE = (
     ("batch_size", "batch", "{}"),
     ("ms_per_step", "ms/step", "{:.1f}"),
     ("img_per_s", "img/s", "{:.1f}"),
-    ("gmacs", "GMACs/img", "{:.3f}"),
+    ("gmacs", "GMACs", "{:.3f}"),
     ("gemm_fraction", "of GEMM", "{:.2f}"),
-    ("peak_memory_mb", "peak MiB", "{:.0f}"),
+    ("peak_memory_mb", "MiB", "{:.0f}"),
     ("timm_ratio", "÷ timm", "{:.2f}"),
 )
+#: figures shown with the quartiles of their per-repetition values
+_SPREAD = ("gemm_fraction", "timm_ratio")
 
 
 @click.command("benchmark")
@@ -160,19 +162,30 @@ def _timm_factory(img_size: int, reparam: bool) -> Any:
     return build
 
 
+def _cell(row: dict[str, Any], key: str, spec: str) -> str:
+    """One table cell: the figure, with its per-repetition quartiles where it has them."""
+    if row[key] is None:
+        return "–"
+    if key in _SPREAD:
+        return f"{spec.format(row[key])} ({row[key + '_p25']:.2f}–{row[key + '_p75']:.2f})"
+    return spec.format(row[key])
+
+
 def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from affinity.search.render import console
 
     first = rows[0]
     table = Table(
         title=f"{first['mode']}{' (reparameterised)' if first['reparam'] else ''} on {first['device']}, "
         f"{first['threads']} threads, "
         f"GEMM {first['gemm_gmacs_per_s']:.1f} GMAC/s, load {first['load_avg']:.1f}",
-        caption=f"peak memory: {first['memory_source']}; medians of {first['repeats']} interleaved runs",
+        caption=f"GMACs of one image; medians of {first['repeats']} interleaved runs, in brackets the "
+        f"quartiles of each run's own figure; peak MiB: {first['memory_source']}",
     )
     for _, header, _ in _TABLE:
-        table.add_column(header, justify="left" if header == "model" else "right")
+        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*("–" if row[key] is None else spec.format(row[key]) for key, _, spec in _TABLE))
-    Console().print(table)
+        table.add_row(*(_cell(row, key, spec) for key, _, spec in _TABLE))
+    console().print(table)
