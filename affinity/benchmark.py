@@ -331,6 +331,7 @@ def benchmark(
     # each repetition's own figures: the model against the GEMM (and timm's) timed beside it
     fractions = [step_macs / t * g / gemm_macs() for t, g in zip(times["model"], times["gemm"])]
     ratios = [t / u for t, u in zip(times["model"], times.get("timm", []))]
+    fraction_q, ratio_q = quartiles(fractions), quartiles(ratios) if ratios else (None, None)
     return BenchmarkResult(
         model=name,
         batch_size=batch_size,
@@ -348,14 +349,14 @@ def benchmark(
         gmacs=macs / 1e9,
         gemm_gmacs_per_s=gemm_rate / 1e9,
         gemm_fraction=statistics.median(fractions),
-        gemm_fraction_p25=quartiles(fractions)[0],
-        gemm_fraction_p75=quartiles(fractions)[1],
+        gemm_fraction_p25=fraction_q[0],
+        gemm_fraction_p75=fraction_q[1],
         peak_memory_mb=peak,
         memory_source=source,
         timm_model=other,
         timm_ms_per_step=None if timm_s is None else timm_s * 1e3,
         timm_ratio=statistics.median(ratios) if ratios else None,
-        timm_ratio_p25=quartiles(ratios)[0] if ratios else None,
-        timm_ratio_p75=quartiles(ratios)[1] if ratios else None,
+        timm_ratio_p25=ratio_q[0],
+        timm_ratio_p75=ratio_q[1],
         load_avg=os.getloadavg()[0],
     )

@@ -159,6 +159,19 @@ def test_compare_timm_reports_the_ratio() -> None:
 
 
 @pytest.mark.skipif(import_timm() is None, reason="timm is not installed (pip install 'affinity[timm]')")
+@pytest.mark.parametrize("reparam", [False, True])
+def test_timm_is_reparameterised_with_ours(reparam: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--reparam also gives timm's model its deploy form (timm.utils.reparameterize_model)."""
+    from affinity.commands.benchmark import _timm_factory
+
+    timm = import_timm()
+    folded: list[object] = []
+    monkeypatch.setattr(timm.utils, "reparameterize_model", lambda m: folded.append(m) or m)
+    model = _timm_factory(SIZE, reparam)("resmlp_12_224")
+    assert folded == ([model] if reparam else [])
+
+
+@pytest.mark.skipif(import_timm() is None, reason="timm is not installed (pip install 'affinity[timm]')")
 def test_compare_timm_times_timm_beside_the_models_it_has(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
