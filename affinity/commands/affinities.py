@@ -30,9 +30,10 @@ def command(pattern: str | None, fmt: str) -> None:
         for r in rows:
             writer.writerow([r.name, r.kind, " ".join(r.params), r.paper])
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from affinity._console import console
 
     table = Table(title=f"{len(rows)} affinities")
     for col in ("name", "kind", "parameters", "paper"):
@@ -40,4 +41,4 @@ def command(pattern: str | None, fmt: str) -> None:
     for r in rows:  # escaped: an equation's [c,i] is data, not rich markup
         params = "\n".join(f"{p}: {d['help']}" for p, d in zip(r.params, r.details)) or "-"
         table.add_row(r.name, r.kind, escape(params), escape(r.paper))
-    Console().print(table)
+    console().print(table)

@@ -174,7 +174,7 @@ def _cell(row: dict[str, Any], key: str, spec: str) -> str:
 def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    from affinity.search.render import console
+    from affinity._console import console
 
     first = rows[0]
     table = Table(

@@ -95,7 +95,7 @@ def command(
         }
         click.echo(json.dumps(doc, indent=2))
     else:
-        from affinity.search.render import console
+        from affinity._console import console
 
         notes = []
         if hidden:

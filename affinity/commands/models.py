@@ -56,9 +56,10 @@ def command(pattern: str | None, fmt: str) -> None:
         writer.writerows(rows)
         click.echo(buf.getvalue(), nl=False)
         return
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from affinity._console import console as make_console
 
     table = Table(title="registered models: published figures (FLOPs are multiply-adds)")
     widths = {"name": 15, "family": 4, "params (M)": 6, "GFLOPs": 6, "top-1": 5, "img": 3, "paper": 10}
@@ -84,7 +85,7 @@ def command(pattern: str | None, fmt: str) -> None:
             str(r["img_size"]),
             escape(", ".join(str(r["paper"]).split(", ")[1:]) or str(r["paper"])),  # title, venue
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print("[dim]* excluding the classifier, as the paper counts[/dim]")
     console.print("[dim]† has a note (disagrees with its own paper or code, or rebuilt): --format json[/dim]")

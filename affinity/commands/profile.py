@@ -60,6 +60,7 @@ def command(
 
     from rich.console import Console
 
+    from affinity._console import console as make_console
     from affinity.checkpoints import is_checkpoint_path
     from affinity.commands._options import resolve_device, show_progress
     from affinity.models import create_model, resolve_model_config
@@ -104,7 +105,7 @@ def command(
     elif fmt == "csv":
         click.echo(to_csv(result), nl=False)
     else:
-        console = Console()
+        console = make_console()
         for part in render_table(result, per_layer=per_layer):
             console.print(part)
 

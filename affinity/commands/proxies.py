@@ -94,8 +94,8 @@ def command(
         }
         click.echo(json.dumps(doc, indent=2))
     else:
+        from affinity._console import console
         from affinity.proxies.render import correlation_table
-        from affinity.search.render import console
 
         console().print(correlation_table(result, folder))
 

@@ -137,9 +137,9 @@ def command(
     to OUT/STUDY/front/. Running the same command again resumes the study. FLOPs are
     fvcore's: one multiply-add counts as one FLOP.
     """
+    from affinity._console import console as make_console
     from affinity._progress import progress_mode
     from affinity.errors import SpaceError, StudyError, check_name
-    from affinity.search.render import console as make_console
     from affinity.search.runner import quiet_optuna
     from affinity.search.space import check_space, load_space, with_overrides
     from affinity.search.study import distinct_configurations, grid_size, listed_configurations, unlisted

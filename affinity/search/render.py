@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from affinity._console import WIDTH
 from affinity.search.leaderboard import COLUMNS
 from affinity.units import Scale, scale_for
 
@@ -18,20 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Group
 
-__all__ = ["FRONT", "MAIN", "console", "leaderboard_table", "param_labels"]
-
-#: what a table prints when it is piped: wide enough for the tables here
-WIDTH = 100
-
-
-def console() -> Any:
-    """A rich console on stdout; piped or redirected, 100 columns (the tables are made to fit)."""
-    import sys
-
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else WIDTH)
-
+__all__ = ["FRONT", "MAIN", "leaderboard_table", "param_labels"]
 
 #: the leaderboard table's columns; state, latency, dominance, wall time, hash, duplicate and
 #: reason are in the CSV and JSON (100 columns leave room for the searched parameters)
