@@ -53,6 +53,20 @@ class Registry(Generic[T]):
         """Sorted names, optionally filtered by a shell-style ``pattern`` (``as_mlp*``)."""
         return sorted(n for n in self._entries if pattern is None or fnmatch(n, pattern))
 
+    def matching(self, pattern: str | None, command: str) -> list[str]:
+        """What a listing command (``command``) shows for PATTERN: every name, the names a shell
+        pattern (``as_mlp*``) matches, or those containing a plain substring (``mlp``); an
+        UnknownNameError naming the closest entries when none does."""
+        glob = pattern if pattern is None or any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+        names = self.names(glob)
+        if not names:
+            near = closest(pattern or "", self._entries)
+            hint = f"; closest: {', '.join(near)}" if near else ""
+            raise UnknownNameError(
+                f"no registered {self.kind} matches {pattern!r}{hint} (`{command}` lists all {len(self)})"
+            )
+        return names
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -11,16 +11,19 @@ from affinity.commands._options import format_option
 @click.argument("pattern", required=False)
 @format_option
 def command(pattern: str | None, fmt: str) -> None:
-    """List registered affinities (optionally those matching a shell PATTERN such as 'a*'):
+    """List registered affinities (PATTERN: a substring or a shell pattern such as '*shift'):
     name, dynamic or static, hyperparameters with defaults and meaning, and the paper's
     equation (JSON adds each parameter's type and allowed values)."""
     import csv
     import json
     import sys
 
+    from affinity.ops.base import AFFINITIES
     from affinity.ops.catalog import describe_affinities
 
-    rows = describe_affinities(pattern)
+    rows = describe_affinities()  # registers them all
+    names = set(AFFINITIES.matching(pattern, "affinity affinities"))
+    rows = [r for r in rows if r.name in names]
     if fmt == "json":
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return

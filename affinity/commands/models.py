@@ -18,15 +18,9 @@ def command(pattern: str | None, fmt: str) -> None:
     import io
     import json
 
-    from affinity.errors import UnknownNameError, closest
-    from affinity.models import MODELS, list_models
+    from affinity.models import MODELS
 
-    glob = pattern if pattern is None or any(ch in pattern for ch in "*?[") else f"*{pattern}*"
-    names = list_models(glob)
-    if not names:
-        near = closest(pattern or "", MODELS.names())
-        hint = f"; closest: {', '.join(near)}" if near else ""
-        raise UnknownNameError(f"no registered model matches {pattern!r}{hint}")
+    names = MODELS.matching(pattern, "affinity models")
     rows = []
     for name in names:
         entry = MODELS.get(name)
