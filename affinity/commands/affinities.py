@@ -18,12 +18,11 @@ def command(pattern: str | None, fmt: str) -> None:
     import json
     import sys
 
-    from affinity.ops.base import AFFINITIES
+    from affinity.ops import AFFINITIES  # the package registers every affinity
     from affinity.ops.catalog import describe_affinities
 
-    rows = describe_affinities()  # registers them all
     names = set(AFFINITIES.matching(pattern, "affinity affinities"))
-    rows = [r for r in rows if r.name in names]
+    rows = [r for r in describe_affinities() if r.name in names]
     if fmt == "json":
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return

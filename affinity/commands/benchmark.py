@@ -167,7 +167,7 @@ def _cell(row: dict[str, Any], key: str, spec: str) -> str:
     if row[key] is None:
         return "–"
     if key in _SPREAD:
-        return f"{spec.format(row[key])} ({row[key + '_p25']:.2f}–{row[key + '_p75']:.2f})"
+        return f"{spec.format(row[key])} ({spec.format(row[key + '_p25'])}–{spec.format(row[key + '_p75'])})"
     return spec.format(row[key])
 
 

@@ -107,9 +107,14 @@ class GELU(nn.GELU):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        if is_channels_last(x) and not x.is_contiguous():
-            return F.gelu(x.permute(0, 2, 3, 1), approximate=self.approximate).permute(0, 3, 1, 2)
-        return F.gelu(x, approximate=self.approximate)
+        dense = _dense(x)
+        out = F.gelu(dense, approximate=self.approximate)
+        return out if dense is x else out.permute(0, 3, 1, 2)
+
+
+def _dense(x: Tensor) -> Tensor:
+    """A channels-last (B, C, H, W) map's contiguous (B, H, W, C) view; any other tensor as is."""
+    return x.permute(0, 2, 3, 1) if is_channels_last(x) and not x.is_contiguous() else x
 
 
 def hooked(module: nn.Module) -> bool:
@@ -137,8 +142,7 @@ def act_in_place(act: nn.Module, x: Tensor, source: nn.Module) -> Tensor:
     if torch.is_grad_enabled() or torch.jit.is_tracing() or any(hooked(m) for m in source.modules()):
         return act(x)  # hooks see the activation's call, and may hold the layer's output
     if isinstance(act, nn.GELU):
-        dense = x.permute(0, 2, 3, 1) if is_channels_last(x) else x  # oneDNN's kernel (see GELU)
-        torch.ops.aten.gelu_(dense, approximate=act.approximate)
+        torch.ops.aten.gelu_(_dense(x), approximate=act.approximate)  # oneDNN's kernel (see GELU)
         return x
     if isinstance(act, nn.ReLU):
         return torch.relu_(x)
